@@ -1,0 +1,544 @@
+//! The command line: `chaosflow run` and `chaosflow validate`, with `chaos`'s options.
+//!
+//! Global options are accepted before or after the subcommand. Exit codes are `chaos`'s: 0
+//! for a completed, non-deviated run or a valid experiment; 1 otherwise (invalid input, a run
+//! that failed, aborted, was interrupted or deviated); 2 for a usage error.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::{Value, json};
+
+use crate::events::{Emitter, Phase, Publisher, names};
+use crate::experiment::config::{self, Env, ProcessEnv, Vars};
+use crate::experiment::validate::{self, Report};
+use crate::experiment::{Experiment, load};
+use crate::journal::Status;
+use crate::runner::{self, Dry, RunOptions, Strategy};
+use crate::settings::Settings;
+use crate::telemetry::{self, LogFormat, LogOptions};
+
+/// Run Chaos Toolkit experiments, natively, with a structured event stream.
+#[derive(Debug, Parser)]
+#[command(name = "chaosflow", version, about, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct GlobalArgs {
+    /// Display debug level traces.
+    #[arg(long, global = true)]
+    verbose: bool,
+    /// Accepted for compatibility with `chaos`; chaosflow never checks for updates.
+    #[arg(long, global = true)]
+    no_version_check: bool,
+    /// Change directory before running the experiment.
+    #[arg(long, global = true, value_name = "DIR")]
+    change_dir: Option<PathBuf>,
+    /// Disable logging to file entirely.
+    #[arg(long, global = true)]
+    no_log_file: bool,
+    /// File path where to write the command's log (appended).
+    #[arg(
+        long,
+        global = true,
+        default_value = "chaostoolkit.log",
+        value_name = "PATH"
+    )]
+    log_file: PathBuf,
+    /// File logging level.
+    #[arg(long, global = true, value_enum, default_value_t = FileLevel::Debug)]
+    log_file_level: FileLevel,
+    /// Console logging format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::String)]
+    log_format: LogFormat,
+    /// Path to the settings file [default: ~/.chaostoolkit/settings.yaml].
+    #[arg(long, global = true, value_name = "PATH")]
+    settings: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FileLevel {
+    Debug,
+    Info,
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the experiment loaded from SOURCE, a local JSON/YAML file or an http(s) URL.
+    Run(RunArgs),
+    /// Validate the experiment at SOURCE.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Path where to save the journal from the execution.
+    #[arg(long, default_value = "./journal.json", value_name = "PATH")]
+    journal_path: PathBuf,
+    /// Run the experiment without executing the chosen kind of activity (or pauses).
+    #[arg(long, value_enum)]
+    dry: Option<Dry>,
+    /// Do not validate the experiment before running.
+    #[arg(long)]
+    no_validation: bool,
+    /// Do not verify TLS certificates when loading SOURCE from a URL.
+    #[arg(long)]
+    no_verify_tls: bool,
+    /// Rollback runtime strategy. Default is to never play them on interruption or failed
+    /// hypothesis.
+    #[arg(long, value_parser = ["default", "always", "never", "deviated"])]
+    rollback_strategy: Option<String>,
+    /// Substitution value for a configuration key, `key=value` or `key:type=value` with type
+    /// str, int, float, bytes, bool or json. Repeatable.
+    #[arg(long, value_name = "KEY[:TYPE]=VALUE", value_parser = parse_var)]
+    var: Vec<(String, Value)>,
+    /// JSON/YAML file of `configuration`/`secrets` values, or a .env file of environment
+    /// variables. Repeatable; later files override earlier ones, --var overrides them all.
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    var_file: Vec<PathBuf>,
+    /// Accepted for compatibility: control files hold Python controls, which chaosflow does
+    /// not run.
+    #[arg(long, value_name = "FILE", value_parser = existing_file)]
+    control_file: Vec<PathBuf>,
+    /// When to evaluate the steady-state hypothesis.
+    #[arg(long, value_parser = [
+        "default", "before-method-only", "after-method-only", "during-method-only",
+        "continuously", "continously",
+    ])]
+    hypothesis_strategy: Option<String>,
+    /// Seconds between two evaluations of the hypothesis (during-method-only, continuously).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    hypothesis_frequency: f64,
+    /// Fail the experiment as soon as the hypothesis deviates during the method.
+    #[arg(long)]
+    fail_fast: bool,
+    /// Write the run's events as JSON Lines to PATH (appended; `-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    events_path: Option<PathBuf>,
+    /// The experiment: a .json/.yaml/.yml file or an http(s) URL.
+    source: String,
+}
+
+#[derive(Debug, Args)]
+struct ValidateArgs {
+    /// Do not verify TLS certificates when loading SOURCE from a URL.
+    #[arg(long)]
+    no_verify_tls: bool,
+    /// Write the validation's events as JSON Lines to PATH (appended; `-` for stdout).
+    #[arg(long, value_name = "PATH")]
+    events_path: Option<PathBuf>,
+    /// The experiment: a .json/.yaml/.yml file or an http(s) URL.
+    source: String,
+}
+
+fn parse_var(raw: &str) -> Result<(String, Value), String> {
+    config::parse_var(raw)
+}
+
+fn existing_file(raw: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(raw);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!("File '{raw}' does not exist."))
+    }
+}
+
+/// The environment as seen by the experiment: the process's, plus `.env` var files.
+struct OverlayEnv {
+    overlay: Arc<BTreeMap<String, String>>,
+}
+
+impl Env for OverlayEnv {
+    fn get(&self, key: &str) -> Option<String> {
+        self.overlay
+            .get(key)
+            .cloned()
+            .or_else(|| ProcessEnv.get(key))
+    }
+}
+
+/// Parses the command line and runs it.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = &cli.global;
+    let log = LogOptions {
+        verbose: global.verbose,
+        format: global.log_format,
+        file: (!global.no_log_file).then(|| global.log_file.clone()),
+        file_level: match global.log_file_level {
+            FileLevel::Debug => tracing::Level::DEBUG,
+            FileLevel::Info => tracing::Level::INFO,
+            FileLevel::Warning => tracing::Level::WARN,
+            FileLevel::Error => tracing::Level::ERROR,
+        },
+    };
+    if let Err(e) = telemetry::init(&log) {
+        eprintln!(
+            "chaosflow: cannot open log file {}: {e}",
+            global.log_file.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let command = match cli.command {
+        Command::Run(_) => "run",
+        Command::Validate(_) => "validate",
+    };
+    let settings_path = global
+        .settings
+        .clone()
+        .unwrap_or_else(Settings::default_path);
+    tracing::debug!("{}", "#".repeat(79));
+    tracing::debug!("Running command '{command}'");
+    tracing::debug!("Using settings file '{}'", settings_path.display());
+    if let Some(dir) = &global.change_dir {
+        tracing::warn!("Moving to {}", dir.display());
+        if let Err(e) = std::env::set_current_dir(dir) {
+            tracing::error!("Cannot change directory to {}: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("Cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = runtime.block_on(async {
+        let settings = match Settings::load(&settings_path) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{e}");
+                return 1;
+            }
+        };
+        crate::redact::global().register(&settings.secret_values());
+        match cli.command {
+            Command::Run(args) => run(args, &settings).await,
+            Command::Validate(args) => validate_command(args, &settings).await,
+        }
+    });
+    // Background tasks (children killed on drop) must not keep the process alive.
+    runtime.shutdown_background();
+    ExitCode::from(code)
+}
+
+fn open_emitter(path: Option<&Path>) -> Result<Emitter, u8> {
+    Emitter::new(path, Publisher::new()).map_err(|e| {
+        let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+        tracing::error!("Cannot open the events file {shown}: {e}");
+        1
+    })
+}
+
+/// Ends a stream and returns the exit code.
+fn end_stream(
+    emitter: &Emitter,
+    phase: Phase,
+    status: &str,
+    deviated: bool,
+    exit_code: u8,
+    journal_path: Option<&Path>,
+) -> u8 {
+    emitter.emit(
+        names::STREAM_ENDED,
+        phase,
+        json!({
+            "status": status,
+            "deviated": deviated,
+            "exit_code": exit_code,
+            "events": emitter.count() + 1,
+            "journal_path": journal_path.map(|p| p.display().to_string()),
+        }),
+        None,
+    );
+    emitter.sync();
+    for (subscriber, dropped) in emitter.publisher().dropped() {
+        if dropped > 0 {
+            tracing::warn!(subscriber = %subscriber, dropped, "Events dropped for a slow subscriber.");
+        }
+    }
+    exit_code
+}
+
+/// `Authorization` for an experiment URL: `CHAOSTOOLKIT_LOADER_AUTH_BEARER_TOKEN`, else the
+/// settings' `auths:` entry for the URL's `host[:port]`.
+fn loader_authorization(source: &str, settings: &Settings) -> Option<String> {
+    if let Ok(token) = std::env::var("CHAOSTOOLKIT_LOADER_AUTH_BEARER_TOKEN")
+        && !token.trim().is_empty()
+    {
+        crate::redact::global().register(&[Value::String(token.trim().to_owned())]);
+        return Some(format!("bearer {}", token.trim()));
+    }
+    let url = url::Url::parse(source).ok()?;
+    let mut netloc = url.host_str()?.to_owned();
+    if let Some(port) = url.port() {
+        netloc.push_str(&format!(":{port}"));
+    }
+    settings.authorization_for(&netloc)
+}
+
+fn log_report(source: &str, report: &Report) {
+    for warning in &report.warnings {
+        tracing::warn!("{warning}");
+    }
+    for problem in &report.problems {
+        tracing::error!("{source}: {problem}");
+    }
+}
+
+fn report_error(source: &str, report: &Report) -> String {
+    report
+        .problems
+        .iter()
+        .map(|p| format!("{source}: {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn run(args: RunArgs, settings: &Settings) -> u8 {
+    let emitter = match open_emitter(args.events_path.as_deref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let invalid = |error: String, payload: Value| {
+        emitter.emit(names::RUN_INVALID, Phase::Run, payload, Some(error));
+        end_stream(&emitter, Phase::Run, "invalid", false, 1, None)
+    };
+
+    // Variables: var files in order, then --var.
+    let mut vars = Vars::default();
+    let mut overlay = BTreeMap::new();
+    for path in &args.var_file {
+        tracing::debug!("Loading var from file '{}'", path.display());
+        match config::read_var_file(path) {
+            Ok(file) => {
+                vars.configuration.extend(file.vars.configuration);
+                vars.secrets.extend(file.vars.secrets);
+                for (k, v) in file.env {
+                    tracing::debug!(
+                        "Inject environment variable '{k}' from file '{}'",
+                        path.display()
+                    );
+                    overlay.insert(k, v);
+                }
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                return invalid(e, Value::Null);
+            }
+        }
+    }
+    for (k, v) in &args.var {
+        tracing::debug!("Using configuration variable '{k}'");
+        vars.configuration.insert(k.clone(), v.clone());
+    }
+    if !args.control_file.is_empty() {
+        tracing::warn!(
+            "Control files hold Python controls, which chaosflow does not run; ignoring them."
+        );
+    }
+    let overlay = Arc::new(overlay);
+    let env = OverlayEnv {
+        overlay: overlay.clone(),
+    };
+
+    let loaded = match load::load(
+        &args.source,
+        !args.no_verify_tls,
+        loader_authorization(&args.source, settings),
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            return invalid(e.to_string(), Value::Null);
+        }
+    };
+    emitter.emit(
+        names::RUN_STARTED,
+        Phase::Run,
+        loaded.document.clone(),
+        None,
+    );
+
+    if !args.no_validation {
+        tracing::info!("Validating the experiment's syntax");
+        let report = validate::validate(&loaded.document, &vars, &env);
+        log_report(&loaded.source, &report);
+        if !report.is_valid() {
+            return invalid(report_error(&loaded.source, &report), loaded.document);
+        }
+        tracing::info!("Experiment looks valid");
+    }
+    let Some(experiment) = Experiment::new(loaded.document.clone()) else {
+        let error = format!("{}: an experiment must be a mapping", loaded.source);
+        tracing::error!("{error}");
+        return invalid(error, loaded.document);
+    };
+
+    // Strategies: settings < experiment runtime (which resets both) < command line.
+    let (settings_problems, settings_warnings) =
+        validate::check_runtime_block(settings.runtime(), "runtime");
+    for w in settings_warnings {
+        tracing::warn!("{}: {w}", settings.path.display());
+    }
+    if let Some(problem) = settings_problems.first() {
+        let error = format!("{}: {problem}", settings.path.display());
+        tracing::error!("{error}");
+        return invalid(error, loaded.document);
+    }
+    let (mut hypothesis, mut rollbacks) = (
+        settings
+            .runtime_strategy("hypothesis")
+            .unwrap_or_else(|| "default".into()),
+        settings
+            .runtime_strategy("rollbacks")
+            .unwrap_or_else(|| "default".into()),
+    );
+    if let Some(runtime) = experiment
+        .doc
+        .get("runtime")
+        .filter(|r| crate::python::truthy(r))
+    {
+        let pick = |section: &str| {
+            runtime
+                .get(section)
+                .and_then(|s| s.get("strategy"))
+                .map_or_else(|| "default".to_owned(), crate::python::to_str)
+        };
+        hypothesis = pick("hypothesis");
+        rollbacks = pick("rollbacks");
+    }
+    if let Some(h) = args.hypothesis_strategy {
+        hypothesis = h;
+    }
+    if let Some(r) = args.rollback_strategy {
+        rollbacks = r;
+    }
+    tracing::debug!("Runtime strategies: hypothesis - {hypothesis} / rollbacks - {rollbacks}");
+    if hypothesis == "continously" {
+        tracing::warn!(
+            "\nThe \"--hypothesis-strategy=continously\" command is depreciating and will be \
+             removed in a future version\nInstead, please use \"--hypothesis-strategy=continuously\""
+        );
+    }
+    let Some(strategy) = Strategy::parse(&hypothesis) else {
+        let error = format!("unknown hypothesis strategy '{hypothesis}'");
+        tracing::error!("{error}");
+        return invalid(error, loaded.document);
+    };
+
+    let scope = match runner::configure(&experiment, &vars, &env, &overlay).await {
+        Ok(scope) => scope,
+        Err(e) => {
+            let error = format!("{}: {e}", loaded.source);
+            tracing::error!("{error}");
+            return invalid(error, loaded.document);
+        }
+    };
+    let options = RunOptions {
+        dry: args.dry,
+        strategy,
+        rollback_strategy: rollbacks,
+        hypothesis_frequency: args.hypothesis_frequency,
+        fail_fast: args.fail_fast,
+    };
+    let journal = runner::run(experiment, scope, overlay, options, emitter.clone()).await;
+
+    let status = journal.status.unwrap_or(Status::Completed);
+    let mut exit = u8::from(status != Status::Completed || journal.deviated);
+    let journal_value = journal.to_value();
+    if let Err(e) = journal.write(&args.journal_path) {
+        tracing::error!(
+            "Cannot write the journal to {}: {e}",
+            args.journal_path.display()
+        );
+        exit = 1;
+    }
+    let flow = if status == Status::Completed {
+        names::RUN_COMPLETED
+    } else {
+        names::RUN_FAILED
+    };
+    emitter.emit(flow, Phase::Run, journal_value.clone(), None);
+    if journal.deviated {
+        emitter.emit(names::RUN_DEVIATED, Phase::Run, journal_value, None);
+    }
+    end_stream(
+        &emitter,
+        Phase::Run,
+        status.as_str(),
+        journal.deviated,
+        exit,
+        Some(&args.journal_path),
+    )
+}
+
+async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
+    let emitter = match open_emitter(args.events_path.as_deref()) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let loaded = match load::load(
+        &args.source,
+        !args.no_verify_tls,
+        loader_authorization(&args.source, settings),
+    )
+    .await
+    {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!("{e}");
+            emitter.emit(
+                names::VALIDATE_FAILED,
+                Phase::Validate,
+                Value::Null,
+                Some(e.to_string()),
+            );
+            return end_stream(&emitter, Phase::Validate, "invalid", false, 1, None);
+        }
+    };
+    emitter.emit(
+        names::VALIDATE_STARTED,
+        Phase::Validate,
+        loaded.document.clone(),
+        None,
+    );
+    tracing::info!("Validating the experiment's syntax");
+    let report = validate::validate(&loaded.document, &Vars::default(), &ProcessEnv);
+    log_report(&loaded.source, &report);
+    if !report.is_valid() {
+        emitter.emit(
+            names::VALIDATE_FAILED,
+            Phase::Validate,
+            loaded.document,
+            Some(report_error(&loaded.source, &report)),
+        );
+        return end_stream(&emitter, Phase::Validate, "invalid", false, 1, None);
+    }
+    tracing::info!("Experiment looks valid");
+    emitter.emit(
+        names::VALIDATE_COMPLETED,
+        Phase::Validate,
+        loaded.document,
+        None,
+    );
+    tracing::info!("experiment syntax and semantic look valid");
+    end_stream(&emitter, Phase::Validate, "valid", false, 0, None)
+}

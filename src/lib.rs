@@ -1,0 +1,38 @@
+//! chaosflow runs Chaos Toolkit experiments natively and reports what they did as a stream of
+//! structured journal events.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`run`, `validate`), exit codes; the only place that turns
+//!   errors into messages and exit codes.
+//! - [`telemetry`]: logging through `tracing`, rendered as Chaos Toolkit's console and
+//!   `chaostoolkit.log` lines.
+//! - [`settings`]: the Chaos Toolkit `settings.yaml` (runtime strategies, loader auths).
+//! - [`experiment`]: the experiment document: loading (file or URL), configuration, secrets,
+//!   variables and validation.
+//! - [`runner`]: executing an experiment with `chaos`'s semantics: hypothesis, method,
+//!   rollbacks, providers (`process`, `http`), tolerances, strategies, signals.
+//! - [`journal`]: `journal.json`, key for key as `chaos` writes it.
+//! - [`events`]: the journal event stream (schema, emitter, non-blocking publisher).
+//! - [`substitute`], [`python`], [`jsonpath`]: the parts of Chaos Toolkit's behaviour that come
+//!   from Python: `${}` substitution, `str()`/`repr()`/`==`, `re`, and the jsonpath2 dialect.
+//! - [`http_client`]: an HTTP/1.1 client that behaves like Python `requests`.
+//! - [`redact`]: keeping secrets out of logs, journals and events.
+//! - [`sys`]: host facts (node, platform) and `which`.
+//!
+//! Dependencies point one way: `cli` → `runner` → `experiment`, `journal`, `events`; nothing
+//! below `cli` knows about the command line.
+
+pub mod cli;
+pub mod events;
+pub mod experiment;
+pub mod http_client;
+pub mod journal;
+pub mod jsonpath;
+pub mod python;
+pub mod redact;
+pub mod runner;
+pub mod settings;
+pub mod substitute;
+pub mod sys;
+pub mod telemetry;

@@ -1,0 +1,5 @@
+//! The `chaosflow` binary: see [`chaosflow::cli`].
+
+fn main() -> std::process::ExitCode {
+    chaosflow::cli::main()
+}
