@@ -257,8 +257,8 @@ fn request_head(
         Some(body) if !has(&headers, "content-length") => {
             headers.push(("Content-Length".into(), body.len().to_string()));
         }
-        // requests announces an empty body on methods that usually carry one.
-        None if matches!(request.method.as_str(), "POST" | "PUT" | "PATCH")
+        // requests announces an empty body on every method but GET and HEAD.
+        None if !matches!(request.method.as_str(), "GET" | "HEAD")
             && !has(&headers, "content-length") =>
         {
             headers.push(("Content-Length".into(), "0".into()));

@@ -2,7 +2,7 @@
 //!
 //! Parsing keeps the document as written (key order, unknown keys), because the journal shows
 //! it back. Syntax errors name the file, the line and the column. YAML is read as PyYAML reads
-//! it for `chaos` (YAML 1.1 booleans such as `yes`, `0755` octals, last duplicate key wins).
+//! it for `chaos` (YAML 1.1 resolution: `yes` is true but `y` a string, `0755` is octal...).
 
 use std::path::Path;
 
@@ -193,30 +193,19 @@ pub fn parse_json(text: &str, source_name: &str) -> Result<Value, LoadError> {
     })
 }
 
-/// Parses YAML text as PyYAML would for `chaos`, reporting the position of a syntax error.
+/// Parses YAML text as PyYAML would for `chaos` (see [`super::yaml`]), reporting the position
+/// of a syntax error.
 ///
 /// # Errors
 ///
 /// [`LoadError::Syntax`] naming `source_name`.
 pub fn parse_yaml(text: &str, source_name: &str) -> Result<Value, LoadError> {
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    let options = serde_saphyr::options! {
-        duplicate_keys: serde_saphyr::options::DuplicateKeyPolicy::LastWins,
-        legacy_octal_numbers: true,
-    };
-    serde_saphyr::from_str_with_options::<Value>(text, options).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let rendered = e.without_snippet().to_string();
-        let message = rendered.lines().next().unwrap_or("").trim().to_owned();
-        LoadError::Syntax {
-            source_name: source_name.to_owned(),
-            format: "YAML",
-            line,
-            column,
-            message,
-        }
+    super::yaml::parse(text).map_err(|e| LoadError::Syntax {
+        source_name: source_name.to_owned(),
+        format: "YAML",
+        line: e.line,
+        column: e.column,
+        message: e.message,
     })
 }
 

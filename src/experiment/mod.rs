@@ -8,6 +8,7 @@
 pub mod config;
 pub mod load;
 pub mod validate;
+pub mod yaml;
 
 use std::collections::HashMap;
 

@@ -573,17 +573,17 @@ fn check_activity_inner(activity: &Value, path: &str, report: &mut Report) {
                 return;
             };
             let raw = python::to_str(raw);
-            match sys::which(&raw) {
-                Some(_) => {}
-                None if sys::expand_user(&raw).exists() => report.problem(
-                    format!("{provider_path}.path"),
-                    format!("no access permission to '{raw}', in activity '{name}'"),
-                ),
-                None => report.problem_with(
+            if sys::which(&raw).is_none() {
+                let hint = if sys::expand_user(&raw).exists() {
+                    "the file exists but is not executable: chmod +x it"
+                } else {
+                    "install it, put it on PATH, or give an absolute path to an executable"
+                };
+                report.problem_with(
                     format!("{provider_path}.path"),
                     format!("path '{raw}' cannot be found, in activity '{name}'"),
-                    "install it, put it on PATH, or give an absolute path to an executable",
-                ),
+                    hint,
+                );
             }
         }
         _ => {

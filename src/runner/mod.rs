@@ -305,7 +305,8 @@ pub async fn configure(
         };
         let name = value.get("name").map(python::to_str).unwrap_or_default();
         let provider_type = provider.get("type").and_then(Value::as_str).unwrap_or("");
-        match call_provider(provider, &name, true, &scope, env_overlay).await {
+        let has_tolerance = value.get("tolerance").is_some();
+        match call_provider(provider, &name, has_tolerance, &scope, env_overlay).await {
             Ok(output) => match provider_type {
                 "process" if output.get("status") != Some(&json!(0)) => {
                     failures = true;
@@ -362,6 +363,7 @@ pub async fn run(
     tracing::info!("Running experiment: {title}");
 
     let mut journal_experiment = experiment.doc.clone();
+    show_secrets_given_to_dynamic_probes(&mut journal_experiment, &scope);
     journal_experiment.insert(
         "dry".into(),
         options
@@ -456,6 +458,35 @@ pub async fn run(
         rollbacks: state.rollbacks,
         end,
         duration,
+    }
+}
+
+/// `chaos` hands the resolved secrets to each dynamic configuration probe by adding them to its
+/// provider, which its journal then shows. chaosflow shows the same key with every value
+/// masked: the journal never carries secrets.
+fn show_secrets_given_to_dynamic_probes(doc: &mut Map<String, Value>, scope: &Scope) {
+    fn mask(value: &Value) -> Value {
+        match value {
+            Value::Object(m) => {
+                Value::Object(m.iter().map(|(k, v)| (k.clone(), mask(v))).collect())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(mask).collect()),
+            _ => Value::String(crate::redact::MASK.into()),
+        }
+    }
+    let Some(Value::Object(configuration)) = doc.get_mut("configuration") else {
+        return;
+    };
+    for entry in configuration.values_mut() {
+        if entry.get("type").and_then(Value::as_str) != Some("probe") {
+            continue;
+        }
+        if let Some(provider) = entry.get_mut("provider").and_then(Value::as_object_mut) {
+            provider.insert(
+                "secrets".into(),
+                mask(&Value::Object(scope.secrets.clone())),
+            );
+        }
     }
 }
 
@@ -670,6 +701,7 @@ async fn run_method(ctx: &Arc<Ctx>) -> bool {
         if entry.get("background").and_then(Value::as_bool) == Some(true) {
             tracing::debug!("activity will run in the background");
             spawn_background(ctx, ItemList::Method, Phase::Method, "method", index);
+            let_background_start().await;
         } else if let Err(abort) = activity::execute(
             ctx,
             entry,
@@ -728,6 +760,12 @@ fn spawn_background(
         }
     });
     ctx.lock().background.push(handle);
+}
+
+/// Lets a just-spawned background activity start (and enter the journal) before the next
+/// activity, so the journal keeps start order as chaos's thread pool gives it.
+async fn let_background_start() {
+    tokio::task::yield_now().await;
 }
 
 async fn wait_background(ctx: &Ctx) {
@@ -858,11 +896,10 @@ async fn rollback_phase(ctx: &Arc<Ctx>, strategy: &str) {
         tracing::info!("No declared rollbacks, let's move on.");
     }
     for (index, entry) in rollbacks.iter().enumerate() {
+        // chaos logs the entry's name, `None` for a ref entry.
         let name = entry
             .get("name")
-            .or_else(|| entry.get("ref"))
-            .map(python::to_str)
-            .unwrap_or_default();
+            .map_or_else(|| "None".to_owned(), python::to_str);
         tracing::info!("Rollback: {name}");
         if entry.get("background").and_then(Value::as_bool) == Some(true) {
             tracing::debug!("rollback activity will run in the background");

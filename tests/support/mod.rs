@@ -1,0 +1,181 @@
+//! Helpers shared by the integration tests: the built binary, the real `chaos` (the oracle),
+//! a local HTTP server for http probes, and runs in fresh working directories.
+
+pub mod server;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The chaosflow binary under test.
+pub fn chaosflow_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_chaosflow"))
+}
+
+/// The real Chaos Toolkit CLI: `$CHAOSFLOW_CHAOS`, else `.venv/bin/chaos` (installed by the
+/// test command). Missing it is a failure, never a skip.
+pub fn chaos_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let path = std::env::var_os("CHAOSFLOW_CHAOS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo().join(".venv/bin/chaos"));
+        assert!(
+            path.is_file(),
+            "the conformance suite needs the real `chaos` at {}: run ./scripts/test (it installs \
+             chaostoolkit into .venv) or point CHAOSFLOW_CHAOS at a chaos executable",
+            path.display()
+        );
+        path
+    })
+    .clone()
+}
+
+/// The conformance cases directory.
+pub fn cases() -> PathBuf {
+    repo().join("tests/conformance")
+}
+
+/// What one command did.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard error.
+    pub stderr: String,
+    /// Standard output.
+    pub stdout: String,
+    /// The journal written, if any.
+    pub journal: Option<Value>,
+    /// The working directory it ran in (kept until the outcome is dropped).
+    pub dir: tempfile::TempDir,
+}
+
+impl Outcome {
+    /// The console lines at INFO and above, without timestamps and colours.
+    pub fn console_lines(&self) -> Vec<String> {
+        self.stderr
+            .lines()
+            .filter_map(|line| {
+                let mut l = line;
+                if let Some(rest) = l.strip_prefix("\u{1b}[") {
+                    l = &rest[rest.find('m')? + 1..];
+                }
+                // "[YYYY-mm-dd HH:MM:SS LEVEL] message", the reset code after "]" on terminals.
+                let (head, message) = l.strip_prefix('[')?.split_once(']')?;
+                let level = head.rsplit(' ').next()?;
+                let message = message.trim_start_matches("\u{1b}[39m");
+                Some(format!(
+                    "{level}: {}",
+                    message.strip_prefix(' ').unwrap_or(message)
+                ))
+            })
+            .collect()
+    }
+
+    /// The journal, which must exist.
+    pub fn journal(&self) -> &Value {
+        self.journal
+            .as_ref()
+            .unwrap_or_else(|| panic!("no journal was written; stderr:\n{}", self.stderr))
+    }
+}
+
+/// A command line for chaos or chaosflow, run in a fresh directory.
+pub struct Run {
+    program: PathBuf,
+    global: Vec<String>,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+impl Run {
+    /// `chaosflow`.
+    pub fn chaosflow() -> Self {
+        Self::new(chaosflow_bin())
+    }
+
+    /// The real `chaos`.
+    pub fn chaos() -> Self {
+        let mut run = Self::new(chaos_bin());
+        run.global.push("--no-version-check".into());
+        run
+    }
+
+    fn new(program: PathBuf) -> Self {
+        Self {
+            program,
+            global: vec!["--settings".into(), "/nonexistent/settings.yaml".into()],
+            args: Vec::new(),
+            env: vec![("CONFORMANCE_BASE_URL".into(), server::base_url())],
+        }
+    }
+
+    /// Adds arguments after the global options.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// Replaces the settings file.
+    pub fn settings(mut self, path: &Path) -> Self {
+        self.global[1] = path.display().to_string();
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// The command, ready to run in `dir`.
+    pub fn command(&self, dir: &Path) -> Command {
+        let mut c = Command::new(&self.program);
+        c.args(&self.global)
+            .args(&self.args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .env("PYTHONDONTWRITEBYTECODE", "1");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs to completion in a fresh directory.
+    pub fn run(&self) -> Outcome {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let output = self
+            .command(dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.program.display()));
+        outcome(output, dir)
+    }
+}
+
+/// Builds an outcome from a finished process and its directory.
+pub fn outcome(output: Output, dir: tempfile::TempDir) -> Outcome {
+    let journal_path = dir.path().join("journal.json");
+    let journal = std::fs::read_to_string(&journal_path)
+        .ok()
+        .map(|t| serde_json::from_str(&t).expect("the journal is JSON"));
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        journal,
+        dir,
+    }
+}
