@@ -292,6 +292,13 @@ fn loader_authorization(source: &str, settings: &Settings) -> Option<String> {
     settings.authorization_for(&netloc)
 }
 
+/// Masks the experiment's secrets (and var files' secret overrides) from here on.
+fn register_secrets(document: &Value, vars: &Vars, env: &dyn Env) {
+    let mut values = config::declared_secret_values(document.get("secrets"), env);
+    values.extend(vars.secrets.values().cloned());
+    crate::redact::global().register(&values);
+}
+
 fn log_report(source: &str, report: &Report) {
     for warning in &report.warnings {
         tracing::warn!("{warning}");
@@ -370,6 +377,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
             return invalid(e.to_string(), Value::Null);
         }
     };
+    register_secrets(&loaded.document, &vars, &env);
     emitter.emit(
         names::RUN_STARTED,
         Phase::Run,
@@ -514,6 +522,7 @@ async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
             return end_stream(&emitter, Phase::Validate, "invalid", false, 1, None);
         }
     };
+    register_secrets(&loaded.document, &Vars::default(), &ProcessEnv);
     emitter.emit(
         names::VALIDATE_STARTED,
         Phase::Validate,

@@ -8,4 +8,5 @@
 mod cli;
 mod conformance;
 mod events;
+mod jsonpath;
 mod support;

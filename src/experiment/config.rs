@@ -209,6 +209,31 @@ fn resolve_secret(path: &str, value: &Value, env: &dyn Env) -> Result<Value, Con
     }
 }
 
+/// The secret values an experiment declares (inline, or read from the environment), known as
+/// soon as it is loaded, so they can be masked before anything is written about it.
+pub fn declared_secret_values(section: Option<&Value>, env: &dyn Env) -> Vec<Value> {
+    fn walk(value: &Value, env: &dyn Env, out: &mut Vec<Value>) {
+        match value {
+            Value::Object(map) => match map.get("type").and_then(Value::as_str) {
+                Some("env") => {
+                    if let Some(v) = map.get("key").and_then(|k| env.get(&python::to_str(k))) {
+                        out.push(Value::String(v));
+                    }
+                }
+                Some("vault") => {}
+                _ => map.values().for_each(|v| walk(v, env, out)),
+            },
+            Value::Null => {}
+            other => out.push(other.clone()),
+        }
+    }
+    let mut out = Vec::new();
+    if let Some(Value::Object(scopes)) = section {
+        scopes.values().for_each(|v| walk(v, env, &mut out));
+    }
+    out
+}
+
 /// Paths (`scope.name`) of vault references, which chaosflow cannot resolve.
 pub fn vault_references(section: Option<&Value>) -> Vec<String> {
     fn walk(path: &str, value: &Value, out: &mut Vec<String>) {
