@@ -472,7 +472,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
     let status = journal.status.unwrap_or(Status::Completed);
     let mut exit = u8::from(status != Status::Completed || journal.deviated);
     let journal_value = journal.to_value();
-    if let Err(e) = journal.write(&args.journal_path) {
+    if let Err(e) = crate::journal::write(&journal_value, &args.journal_path) {
         tracing::error!(
             "Cannot write the journal to {}: {e}",
             args.journal_path.display()
@@ -484,9 +484,11 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
     } else {
         names::RUN_FAILED
     };
-    emitter.emit(flow, Phase::Run, journal_value.clone(), None);
     if journal.deviated {
+        emitter.emit(flow, Phase::Run, journal_value.clone(), None);
         emitter.emit(names::RUN_DEVIATED, Phase::Run, journal_value, None);
+    } else {
+        emitter.emit(flow, Phase::Run, journal_value, None);
     }
     end_stream(
         &emitter,

@@ -189,13 +189,13 @@ impl Publisher {
     /// Offers an event to every subscriber without waiting.
     fn publish(&self, event: &Arc<Event>) {
         for sub in &self.subscribers {
-            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(event.clone()) {
-                if sub.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
-                    tracing::warn!(
-                        subscriber = %sub.name,
-                        "Event queue full; dropping events for this subscriber."
-                    );
-                }
+            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(event.clone())
+                && sub.dropped.fetch_add(1, Ordering::Relaxed) == 0
+            {
+                tracing::warn!(
+                    subscriber = %sub.name,
+                    "Event queue full; dropping events for this subscriber."
+                );
             }
         }
     }

@@ -176,42 +176,43 @@ impl Journal {
         redact::global().value(&mut value);
         value
     }
+}
 
-    /// Writes the journal to `path` atomically (a temporary file renamed into place), unless
-    /// `path` is not a regular file (`/dev/stdout`...), which is written in place.
-    ///
-    /// # Errors
-    ///
-    /// The file cannot be written.
-    pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let text = to_python_json(&self.to_value());
-        let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
-        if special {
-            return std::fs::OpenOptions::new()
-                .write(true)
-                .open(path)?
-                .write_all(text.as_bytes());
-        }
-        let dir = path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        let result = (|| {
-            let mut file = std::fs::File::create(&tmp)?;
-            file.write_all(text.as_bytes())?;
-            file.sync_data()?;
-            std::fs::rename(&tmp, path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+/// Writes a journal (as given by [`Journal::to_value`]) to `path` atomically: a temporary file
+/// renamed into place, unless `path` is not a regular file (`/dev/stdout`...), which is
+/// written in place.
+///
+/// # Errors
+///
+/// The file cannot be written.
+pub fn write(journal: &Value, path: &Path) -> std::io::Result<()> {
+    let text = to_python_json(journal);
+    let special = std::fs::metadata(path).is_ok_and(|m| !m.is_file());
+    if special {
+        return std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)?
+            .write_all(text.as_bytes());
     }
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        // The rename makes the journal appear whole or not at all; no fsync, as chaos does
+        // none and it would cost more than the rest of a short run.
+        std::fs::File::create(&tmp)?.write_all(text.as_bytes())?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 /// The current UTC time as Python's `datetime.now(timezone.utc).isoformat()`.

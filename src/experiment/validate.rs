@@ -216,10 +216,7 @@ fn check_tags(tags: Option<&Value>, report: &mut Report) {
     };
     match tags {
         Value::Array(items) => {
-            if items
-                .iter()
-                .any(|t| !t.as_str().is_some_and(|s| !s.is_empty()))
-            {
+            if items.iter().any(|t| t.as_str().is_none_or(str::is_empty)) {
                 report.problem("tags", "experiment tags must be a non-empty string");
             }
         }
@@ -435,7 +432,7 @@ fn check_activity_inner(activity: &Value, path: &str, report: &mut Report) {
         return;
     };
     if let Some(r) = a.get("ref").filter(|r| !r.is_null()) {
-        if !r.as_str().is_some_and(|s| !s.is_empty()) {
+        if r.as_str().is_none_or(str::is_empty) {
             report.problem(
                 format!("{path}.ref"),
                 "reference to activity must be non-empty strings",

@@ -25,7 +25,7 @@ pub(crate) struct Abort {
     /// What went wrong.
     pub error: String,
     /// The run item, when the activity had started.
-    pub item: Option<RunItem>,
+    pub item: Option<Box<RunItem>>,
 }
 
 /// A finished activity.
@@ -163,13 +163,13 @@ pub(crate) async fn execute(
             .await
             .map_err(|error| Abort {
                 error,
-                item: Some(executed.item.clone()),
+                item: Some(Box::new(executed.item.clone())),
             })?;
     }
     match aborted {
         Some(error) => Err(Abort {
             error,
-            item: Some(executed.item),
+            item: Some(Box::new(executed.item)),
         }),
         None => Ok(executed),
     }

@@ -78,7 +78,7 @@ async fn evaluate_probes(ctx: &Arc<Ctx>, phase: Phase) -> Result<SteadyState, Hy
             Err(Abort { error, item }) => {
                 if let Some(mut item) = item {
                     item.tolerance_met = Some(false);
-                    state.probes.push(item);
+                    state.probes.push(*item);
                 }
                 state.steady_state_met = Some(false);
                 return Err(HypothesisAbort { state, error });

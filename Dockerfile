@@ -1,0 +1,17 @@
+# One image for every role: runner (`chaosflow run`); the sidecar and the operator will use the
+# same binary. The binary is linked statically, so the runtime stage only needs what process
+# providers call (a shell and coreutils).
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release --locked --target x86_64-unknown-linux-gnu \
+ && cp target/x86_64-unknown-linux-gnu/release/chaosflow /chaosflow
+
+FROM debian:bookworm-slim
+RUN useradd --uid 1000 --create-home --home-dir /home/svc svc
+COPY --from=build /chaosflow /usr/local/bin/chaosflow
+USER 1000
+WORKDIR /home/svc
+ENTRYPOINT ["/usr/local/bin/chaosflow"]
+CMD ["--help"]
