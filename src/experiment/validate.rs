@@ -611,6 +611,8 @@ const STRATEGIES: &[&str] = &[
     "after-method-only",
     "during-method-only",
     "continuously",
+    // The old misspelling, accepted with a warning wherever the strategy comes from.
+    "continously",
     "skip",
 ];
 const ROLLBACK_STRATEGIES: &[&str] = &["default", "always", "never", "deviated"];

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::sync::oneshot;
 
 use super::{Ctx, Dry, ItemList, ProviderError};
 use crate::events::{Phase, names};
@@ -57,17 +58,31 @@ fn resolve(
     }
 }
 
-/// Executes an activity entry. `list` says where the run item lives in the journal (method or
-/// rollbacks; `None` for hypothesis probes, which the caller records). With `defer_completed`
-/// the caller emits `activity-completed` itself (after checking the tolerance).
+/// Where an executed activity's run item goes.
+pub(crate) enum Record {
+    /// Hypothesis probe number `index`: the caller records the item and emits its
+    /// `activity-completed` once the tolerance is checked.
+    Probe(usize),
+    /// A method or rollback activity run in the foreground.
+    Foreground(ItemList),
+    /// A method or rollback activity run in the background: `started` fires once its item is in
+    /// the journal (or it pauses first, or fails early), so the journal keeps start order as
+    /// chaos's threads give it.
+    Background(ItemList, oneshot::Sender<()>),
+}
+
+/// Executes an activity entry.
 pub(crate) async fn execute(
     ctx: &Arc<Ctx>,
     entry: &Value,
-    own_probe: Option<usize>,
     phase: Phase,
-    list: Option<ItemList>,
-    defer_completed: bool,
+    record: Record,
 ) -> Result<Executed, Abort> {
+    let (own_probe, list, mut started, defer_completed) = match record {
+        Record::Probe(index) => (Some(index), None, None, true),
+        Record::Foreground(list) => (None, Some(list), None, false),
+        Record::Background(list, started) => (None, Some(list), Some(started), false),
+    };
     let (activity_value, probe_index) = resolve(ctx, entry, own_probe)?;
     let activity =
         Activity::from_value(&activity_value).map_err(|error| Abort { error, item: None })?;
@@ -92,6 +107,10 @@ pub(crate) async fn execute(
         .unwrap_or(Value::Null);
 
     if let Some(before) = pauses.get("before").filter(|p| python::truthy(p)) {
+        // The foreground goes on while this one sleeps.
+        if let Some(started) = started.take() {
+            let _ = started.send(());
+        }
         pause(before, "before", skip_pauses)
             .await
             .map_err(|error| Abort { error, item: None })?;
@@ -112,6 +131,9 @@ pub(crate) async fn execute(
         None,
     );
     let mut guard = ItemGuard::new(ctx.clone(), item, list, phase, started_seq);
+    if let Some(started) = started.take() {
+        let _ = started.send(());
+    }
 
     let result = if is_dry {
         tracing::debug!("Activity {} is in dry mode", activity.name);

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::activity::{self, Abort};
+use super::activity::{self, Abort, Record};
 use super::{Ctx, Dry, ProviderError};
 use crate::events::{Phase, names};
 use crate::journal::SteadyState;
@@ -73,7 +73,7 @@ async fn evaluate_probes(ctx: &Arc<Ctx>, phase: Phase) -> Result<SteadyState, Hy
         probes: Vec::new(),
     };
     for (index, entry) in ctx.experiment.hypothesis_probes().iter().enumerate() {
-        let executed = match activity::execute(ctx, entry, Some(index), phase, None, true).await {
+        let executed = match activity::execute(ctx, entry, phase, Record::Probe(index)).await {
             Ok(e) => e,
             Err(Abort { error, item }) => {
                 if let Some(mut item) = item {

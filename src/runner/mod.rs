@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value, json};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::events::{Emitter, Phase, names};
@@ -32,6 +32,7 @@ use crate::experiment::{Experiment, HYPOTHESIS};
 use crate::journal::{self, ItemStatus, Journal, RunItem, Status, SteadyState, SteadyStates};
 use crate::python;
 use crate::substitute::{Scope, substitute};
+use activity::Record;
 use signals::{Signals, Stop};
 
 /// `--dry`: what not to execute.
@@ -700,15 +701,12 @@ async fn run_method(ctx: &Arc<Ctx>) -> bool {
     for (index, entry) in method.iter().enumerate() {
         if entry.get("background").and_then(Value::as_bool) == Some(true) {
             tracing::debug!("activity will run in the background");
-            spawn_background(ctx, ItemList::Method, Phase::Method, "method", index);
-            let_background_start().await;
+            start_background(ctx, ItemList::Method, Phase::Method, "method", index).await;
         } else if let Err(abort) = activity::execute(
             ctx,
             entry,
-            None,
             Phase::Method,
-            Some(ItemList::Method),
-            false,
+            Record::Foreground(ItemList::Method),
         )
         .await
         {
@@ -734,13 +732,16 @@ async fn run_method(ctx: &Arc<Ctx>) -> bool {
     completed
 }
 
-fn spawn_background(
+/// Starts a background activity and returns once it is in the journal (or pausing first, or
+/// failed early): the next activity then starts after it, as with chaos's threads.
+async fn start_background(
     ctx: &Arc<Ctx>,
     list: ItemList,
     phase: Phase,
     section: &'static str,
     index: usize,
 ) {
+    let (started, has_started) = oneshot::channel();
     let task_ctx = ctx.clone();
     let handle = tokio::spawn(async move {
         let entry = match section {
@@ -749,9 +750,8 @@ fn spawn_background(
         }
         .cloned()
         .unwrap_or(Value::Null);
-        if let Err(abort) =
-            activity::execute(&task_ctx, &entry, None, phase, Some(list), false).await
-        {
+        let record = Record::Background(list, started);
+        if let Err(abort) = activity::execute(&task_ctx, &entry, phase, record).await {
             // chaos ignores exceptions of background activities; their item keeps no status.
             tracing::error!(
                 "Background activity stopped by an unexpected error: {}",
@@ -760,12 +760,7 @@ fn spawn_background(
         }
     });
     ctx.lock().background.push(handle);
-}
-
-/// Lets a just-spawned background activity start (and enter the journal) before the next
-/// activity, so the journal keeps start order as chaos's thread pool gives it.
-async fn let_background_start() {
-    tokio::task::yield_now().await;
+    let _ = has_started.await;
 }
 
 async fn wait_background(ctx: &Ctx) {
@@ -903,20 +898,19 @@ async fn rollback_phase(ctx: &Arc<Ctx>, strategy: &str) {
         tracing::info!("Rollback: {name}");
         if entry.get("background").and_then(Value::as_bool) == Some(true) {
             tracing::debug!("rollback activity will run in the background");
-            spawn_background(
+            start_background(
                 ctx,
                 ItemList::Rollbacks,
                 Phase::Rollbacks,
                 "rollbacks",
                 index,
-            );
+            )
+            .await;
         } else if let Err(abort) = activity::execute(
             ctx,
             entry,
-            None,
             Phase::Rollbacks,
-            Some(ItemList::Rollbacks),
-            false,
+            Record::Foreground(ItemList::Rollbacks),
         )
         .await
         {
