@@ -1180,3 +1180,151 @@ fn malformed_documents() {
         assert_eq!((chaos.code, flow.code), (1, 1), "{source}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Proxies and TLS
+
+#[test]
+fn http_proxy_from_the_environment() {
+    let base = support::server::base_url();
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = json!({
+        "title": "Proxied", "description": "d",
+        "method": [
+            {"type": "probe", "name": "through-the-proxy",
+             "provider": {"type": "http", "url": "http://origin.invalid/echo?x=1"}},
+        ]
+    });
+    let path = dir.path().join("proxy.json");
+    std::fs::write(&path, experiment.to_string()).unwrap();
+    let source = path.display().to_string();
+    let (_, flow) = assert_same(&source, &[], &[("HTTP_PROXY", &base)], STRICT);
+    assert_eq!(flow.journal()["run"][0]["output"]["body"]["proxied"], true);
+    // NO_PROXY sends it straight to the (unresolvable) origin, in both.
+    let (_, flow) = assert_same(
+        &source,
+        &[],
+        &[("HTTP_PROXY", &base), ("NO_PROXY", "origin.invalid")],
+        Opts {
+            logs: false,
+            ..STRICT
+        },
+    );
+    assert_eq!(flow.journal()["run"][0]["status"], "failed");
+}
+
+/// A local HTTPS server with a self-signed certificate for 127.0.0.1.
+struct TlsServer {
+    child: std::process::Child,
+    url: String,
+    cert: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TlsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tls_server() -> TlsServer {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package) makes the test certificate");
+    assert!(status.success());
+    let script = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = b'{"secure": true}'
+        self.send_response_only(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+print(srv.server_address[1], flush=True)
+srv.serve_forever()
+"#;
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&cert)
+        .arg(&key)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut port,
+    )
+    .unwrap();
+    TlsServer {
+        child,
+        url: format!("https://127.0.0.1:{}/", port.trim()),
+        cert,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn https_with_and_without_verification() {
+    let server = tls_server();
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = json!({
+        "title": "TLS", "description": "d",
+        "method": [
+            {"type": "probe", "name": "unverified", "provider": {"type": "http", "url": server.url, "verify_tls": false}},
+            {"type": "probe", "name": "verified", "provider": {"type": "http", "url": server.url}}
+        ]
+    });
+    let path = dir.path().join("tls.json");
+    std::fs::write(&path, experiment.to_string()).unwrap();
+    let source = path.display().to_string();
+    // Self-signed: only the unverified call succeeds...
+    let (_, flow) = assert_same(
+        &source,
+        &[],
+        &[],
+        Opts {
+            logs: false,
+            ..STRICT
+        },
+    );
+    let run = &flow.journal()["run"];
+    assert_eq!(
+        (&run[0]["status"], &run[1]["status"]),
+        (&json!("succeeded"), &json!("failed"))
+    );
+    assert_eq!(run[0]["output"]["body"], json!({"secure": true}));
+    // ...until the certificate is trusted through REQUESTS_CA_BUNDLE.
+    let bundle = server.cert.display().to_string();
+    let (_, flow) = assert_same(&source, &[], &[("REQUESTS_CA_BUNDLE", &bundle)], STRICT);
+    assert_eq!(flow.journal()["run"][1]["status"], "succeeded");
+}

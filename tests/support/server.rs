@@ -6,7 +6,8 @@
 //! - `/json`, `/json-charset`: a JSON document, served as `application/json` (parsed by both
 //!   tools) and `application/json; charset=utf-8` (kept as text by both);
 //! - `/text`, `/latin1`: text bodies; `/status/<code>`: that status; `/slow/<secs>`: a late answer;
-//! - `/echo`: the request's method, path, query, content type and body, as JSON;
+//! - `/echo`: the request's method, path, query, content type and body, as JSON, and whether
+//!   it came through a proxy (absolute-form target: the server doubles as an HTTP proxy);
 //! - `/invalid-json`, `/empty-json`: `application/json` that is not JSON;
 //! - `/redirect`: 302 to `/json`; `/dup`: a repeated header; `/case`: odd header casing;
 //! - `/served/<file>`: experiments from `tests/conformance/served/`, by extension;
@@ -36,6 +37,7 @@ pub fn base_url() -> String {
 }
 
 struct Request {
+    proxied: bool,
     method: String,
     path: String,
     query: String,
@@ -58,7 +60,15 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
     let method = parts.next().unwrap_or("").to_owned();
-    let target = parts.next().unwrap_or("/").to_owned();
+    let mut target = parts.next().unwrap_or("/").to_owned();
+    // Through a proxy the target is absolute: serve its path, as the origin would.
+    let proxied = target.starts_with("http://");
+    if proxied {
+        let rest = &target["http://".len()..];
+        target = rest
+            .find('/')
+            .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned());
+    }
     let (path, query) = match target.split_once('?') {
         Some((p, q)) => (p.to_owned(), q.to_owned()),
         None => (target, String::new()),
@@ -83,6 +93,7 @@ fn read_request(stream: &TcpStream) -> std::io::Result<Request> {
     let mut body = vec![0; len];
     reader.read_exact(&mut body)?;
     Ok(Request {
+        proxied,
         method,
         path,
         query,
@@ -181,6 +192,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
         ),
         "/echo" => {
             let echo = serde_json::json!({
+                "proxied": req.proxied,
                 "method": req.method,
                 "path": req.path,
                 "query": req.query,
