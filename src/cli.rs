@@ -275,6 +275,21 @@ fn end_stream(
     exit_code
 }
 
+/// Loads SOURCE with the loader's credentials; the error is logged and returned as text.
+async fn load_source(
+    source: &str,
+    no_verify_tls: bool,
+    settings: &Settings,
+) -> Result<load::Loaded, String> {
+    let authorization = loader_authorization(source, settings);
+    load::load(source, !no_verify_tls, authorization)
+        .await
+        .map_err(|e| {
+            tracing::error!("{e}");
+            e.to_string()
+        })
+}
+
 /// `Authorization` for an experiment URL: `CHAOSTOOLKIT_LOADER_AUTH_BEARER_TOKEN`, else the
 /// settings' `auths:` entry for the URL's `host[:port]`.
 fn loader_authorization(source: &str, settings: &Settings) -> Option<String> {
@@ -364,18 +379,9 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
         overlay: overlay.clone(),
     };
 
-    let loaded = match load::load(
-        &args.source,
-        !args.no_verify_tls,
-        loader_authorization(&args.source, settings),
-    )
-    .await
-    {
+    let loaded = match load_source(&args.source, args.no_verify_tls, settings).await {
         Ok(l) => l,
-        Err(e) => {
-            tracing::error!("{e}");
-            return invalid(e.to_string(), Value::Null);
-        }
+        Err(e) => return invalid(e, Value::Null),
     };
     register_secrets(&loaded.document, &vars, &env);
     emitter.emit(
@@ -505,21 +511,14 @@ async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
         Ok(e) => e,
         Err(code) => return code,
     };
-    let loaded = match load::load(
-        &args.source,
-        !args.no_verify_tls,
-        loader_authorization(&args.source, settings),
-    )
-    .await
-    {
+    let loaded = match load_source(&args.source, args.no_verify_tls, settings).await {
         Ok(l) => l,
         Err(e) => {
-            tracing::error!("{e}");
             emitter.emit(
                 names::VALIDATE_FAILED,
                 Phase::Validate,
                 Value::Null,
-                Some(e.to_string()),
+                Some(e),
             );
             return end_stream(&emitter, Phase::Validate, "invalid", false, 1, None);
         }

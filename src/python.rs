@@ -22,16 +22,37 @@ pub fn to_str(value: &Value) -> String {
 /// Renders a value as Python's `repr()` would (`{'a': True, 'b': None}`).
 pub fn repr(value: &Value) -> String {
     let mut out = String::new();
-    write_repr(&mut out, value);
+    write(&mut out, value, Notation::Repr);
     out
 }
 
-fn write_repr(out: &mut String, value: &Value) {
+/// Renders a value as Python's `json.dumps(value)` would: `", "` and `": "` separators,
+/// non-ASCII characters escaped (`requests` sends JSON bodies this way).
+pub fn json_dumps(value: &Value) -> String {
+    let mut out = String::new();
+    write(&mut out, value, Notation::Json);
+    out
+}
+
+/// Python's two renderings of nested values, which differ only in their scalars.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Notation {
+    Repr,
+    Json,
+}
+
+fn write(out: &mut String, value: &Value, notation: Notation) {
+    let json = notation == Notation::Json;
     match value {
-        Value::Null => out.push_str("None"),
-        Value::Bool(true) => out.push_str("True"),
-        Value::Bool(false) => out.push_str("False"),
+        Value::Null => out.push_str(if json { "null" } else { "None" }),
+        Value::Bool(b) => out.push_str(match (b, json) {
+            (true, true) => "true",
+            (false, true) => "false",
+            (true, false) => "True",
+            (false, false) => "False",
+        }),
         Value::Number(n) => out.push_str(&number_repr(n)),
+        Value::String(s) if json => write_json_str(out, s),
         Value::String(s) => write_str_repr(out, s),
         Value::Array(items) => {
             out.push('[');
@@ -39,7 +60,7 @@ fn write_repr(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_repr(out, item);
+                write(out, item, notation);
             }
             out.push(']');
         }
@@ -49,13 +70,42 @@ fn write_repr(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_str_repr(out, k);
+                if json {
+                    write_json_str(out, k);
+                } else {
+                    write_str_repr(out, k);
+                }
                 out.push_str(": ");
-                write_repr(out, v);
+                write(out, v, notation);
             }
             out.push('}');
         }
     }
+}
+
+/// A JSON string with Python's `ensure_ascii=True` escaping.
+fn write_json_str(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    // Writing to a String cannot fail.
+                    let _ = write!(out, "\\u{unit:04x}");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }
 
 /// Python's string `repr()`: single quotes unless the text holds a `'` and no `"`.
@@ -404,6 +454,14 @@ mod tests {
         assert_eq!(repr(&json!("it's \"q\"")), r#"'it\'s "q"'"#);
         assert_eq!(repr(&json!("\u{1}é")), r"'\x01é'");
         assert_eq!(repr(&json!([1, 2.5, "a"])), "[1, 2.5, 'a']");
+    }
+
+    #[test]
+    fn json_dumps_matches_python() {
+        assert_eq!(
+            json_dumps(&json!({"a": 1, "b": [true, null, 2.5], "c": "\u{e9}\n\"", "d": {}})),
+            r#"{"a": 1, "b": [true, null, 2.5], "c": "\u00e9\n\"", "d": {}}"#
+        );
     }
 
     #[test]

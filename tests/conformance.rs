@@ -743,11 +743,7 @@ fn interrupted(program: Run, signal: &str, args: &[&str]) -> Outcome {
         thread::sleep(Duration::from_millis(20));
     }
     thread::sleep(Duration::from_millis(200));
-    let status = std::process::Command::new("kill")
-        .args([format!("-{signal}"), child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    support::signal(&child, signal);
     let wait_started = Instant::now();
     let output = child.wait_with_output().unwrap();
     assert!(

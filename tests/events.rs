@@ -362,10 +362,7 @@ fn events_are_flushed_as_they_happen() {
         seen.iter().all(|e| e["name"] != "stream-ended"),
         "the run is still going"
     );
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    support::signal(&child, "TERM");
     let output = child.wait_with_output().unwrap();
     assert_eq!(output.status.code(), Some(1));
     let events = parse_stream(&std::fs::read_to_string(&events_path).unwrap());

@@ -98,13 +98,8 @@ pub fn load_configuration(
     vars: &Map<String, Value>,
     env: &dyn Env,
 ) -> Result<Map<String, Value>, ConfigError> {
-    let Some(section) = section else {
+    let Some(entries) = mapping(section, "configuration")? else {
         return Ok(Map::new());
-    };
-    let Some(entries) = section.as_object() else {
-        return Err(ConfigError::NotAMapping {
-            section: "configuration".into(),
-        });
     };
     let mut out = Map::new();
     for (key, definition) in entries {
@@ -141,6 +136,20 @@ pub fn load_configuration(
     Ok(out)
 }
 
+/// A section that must be a mapping when present.
+fn mapping<'a>(
+    section: Option<&'a Value>,
+    name: &str,
+) -> Result<Option<&'a Map<String, Value>>, ConfigError> {
+    match section {
+        None => Ok(None),
+        Some(Value::Object(map)) => Ok(Some(map)),
+        Some(_) => Err(ConfigError::NotAMapping {
+            section: name.into(),
+        }),
+    }
+}
+
 fn env_definition(value: &Value) -> Option<&Map<String, Value>> {
     value
         .as_object()
@@ -158,13 +167,8 @@ pub fn load_secrets(
     vars: &Map<String, Value>,
     env: &dyn Env,
 ) -> Result<Map<String, Value>, ConfigError> {
-    let Some(section) = section else {
+    let Some(scopes) = mapping(section, "secrets")? else {
         return Ok(Map::new());
-    };
-    let Some(scopes) = section.as_object() else {
-        return Err(ConfigError::NotAMapping {
-            section: "secrets".into(),
-        });
     };
     let mut out = Map::new();
     for (scope, value) in scopes {

@@ -82,7 +82,7 @@ pub(crate) async fn run(
         }
     } else if headers.get("Content-Type").and_then(Value::as_str) == Some("application/json") {
         if !arguments.is_null() {
-            body = Some(python_json_dumps(&arguments).into_bytes());
+            body = Some(python::json_dumps(&arguments).into_bytes());
         }
     } else {
         match &arguments {
@@ -236,69 +236,6 @@ fn quote_plus(s: &str) -> String {
     out
 }
 
-/// Python's `json.dumps(value)`: `", "` and `": "` separators, non-ASCII escaped.
-fn python_json_dumps(value: &Value) -> String {
-    let mut out = String::new();
-    write_py_json(value, &mut out);
-    out
-}
-
-fn write_py_json(value: &Value, out: &mut String) {
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => out.push_str(&i.to_string()),
-            (_, Some(u)) => out.push_str(&u.to_string()),
-            _ => out.push_str(&python::float_repr(n.as_f64().unwrap_or(0.0))),
-        },
-        Value::String(s) => {
-            out.push('"');
-            for c in s.chars() {
-                match c {
-                    '"' => out.push_str("\\\""),
-                    '\\' => out.push_str("\\\\"),
-                    '\n' => out.push_str("\\n"),
-                    '\r' => out.push_str("\\r"),
-                    '\t' => out.push_str("\\t"),
-                    '\u{8}' => out.push_str("\\b"),
-                    '\u{c}' => out.push_str("\\f"),
-                    c if (c as u32) < 0x20 || (c as u32) > 0x7e => {
-                        let mut buf = [0u16; 2];
-                        for unit in c.encode_utf16(&mut buf) {
-                            out.push_str(&format!("\\u{unit:04x}"));
-                        }
-                    }
-                    c => out.push(c),
-                }
-            }
-            out.push('"');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_json(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                write_py_json(&Value::String(k.clone()), out);
-                out.push_str(": ");
-                write_py_json(v, out);
-            }
-            out.push('}');
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,14 +249,6 @@ mod tests {
             "a=1&b=two+words&c=1&c=2&e=True&f=x%2Fy%2A"
         );
         assert_eq!(encode_params(&json!("raw=1&x")), "raw=1&x");
-    }
-
-    #[test]
-    fn json_body_like_python() {
-        assert_eq!(
-            python_json_dumps(&json!({"a": 1, "b": [true, null, 2.5], "c": "é"})),
-            r#"{"a": 1, "b": [true, null, 2.5], "c": "\u00e9"}"#
-        );
     }
 
     #[test]

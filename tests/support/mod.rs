@@ -165,6 +165,15 @@ impl Run {
     }
 }
 
+/// Sends a signal (`TERM`, `INT`, `USR1`...) to a child with `kill`.
+pub fn signal(child: &std::process::Child, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), child.id().to_string()])
+        .status()
+        .expect("kill (procps) is installed by scripts/setup-test-peers");
+    assert!(status.success(), "kill -{signal} failed");
+}
+
 /// Builds an outcome from a finished process and its directory.
 pub fn outcome(output: Output, dir: tempfile::TempDir) -> Outcome {
     let journal_path = dir.path().join("journal.json");
