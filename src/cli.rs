@@ -267,6 +267,13 @@ fn end_stream(
         None,
     );
     emitter.sync();
+    let lost = emitter.write_errors();
+    if lost > 0 {
+        tracing::error!(
+            lost,
+            "{lost} events could not be written to the events file."
+        );
+    }
     for (subscriber, dropped) in emitter.publisher().dropped() {
         if dropped > 0 {
             tracing::warn!(subscriber = %subscriber, dropped, "Events dropped for a slow subscriber.");

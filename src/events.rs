@@ -334,7 +334,7 @@ impl Emitter {
         seq
     }
 
-    /// Writes still pending to the events file: number of failed writes (0 when all landed).
+    /// Events that could not be written to the events file (0 when all landed).
     pub fn write_errors(&self) -> u64 {
         self.lock().write_errors
     }

@@ -38,14 +38,6 @@ impl Scope {
     pub fn is_empty(&self) -> bool {
         self.configuration.is_empty() && self.secrets.is_empty()
     }
-
-    /// Every secret value, for redaction.
-    pub fn secret_values(&self) -> impl Iterator<Item = &Value> {
-        self.secrets
-            .values()
-            .filter_map(Value::as_object)
-            .flat_map(|scope| scope.values())
-    }
 }
 
 /// Substitutes recursively inside strings, arrays and objects (keys are left alone).

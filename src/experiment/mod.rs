@@ -152,18 +152,23 @@ impl Experiment {
         !self.hypothesis_probes().is_empty()
     }
 
-    /// The activities `ref` can point at: method activities then hypothesis probes, by name,
-    /// a later one shadowing an earlier one with the same name (`chaos`'s cache).
-    pub fn ref_targets(&self) -> HashMap<String, Value> {
-        let mut cache = HashMap::new();
-        for activity in self.method().iter().chain(self.hypothesis_probes()) {
-            if let Some(name) = activity.get("name").and_then(Value::as_str)
-                && !name.is_empty()
-            {
-                cache.insert(name.to_owned(), activity.clone());
-            }
-        }
-        cache
+    /// The activities `ref` can point at, by name, with the index of the hypothesis probe each
+    /// one is: method activities then hypothesis probes, a later one shadowing an earlier one
+    /// with the same name (`chaos`'s cache).
+    pub fn ref_targets(&self) -> HashMap<String, (Value, Option<usize>)> {
+        let method = self.method().iter().map(|a| (a, None));
+        let probes = self
+            .hypothesis_probes()
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p, Some(i)));
+        method
+            .chain(probes)
+            .filter_map(|(activity, probe)| {
+                let name = activity.get("name").and_then(Value::as_str)?;
+                (!name.is_empty()).then(|| (name.to_owned(), (activity.clone(), probe)))
+            })
+            .collect()
     }
 }
 
@@ -185,7 +190,9 @@ mod tests {
         }))
         .unwrap();
         let cache = e.ref_targets();
-        assert_eq!(cache["a"]["v"], json!(2));
+        assert_eq!(cache["a"].0["v"], json!(2));
+        assert_eq!(cache["a"].1, Some(0));
+        assert_eq!(cache["b"].1, None);
         assert!(cache.contains_key("b"));
     }
 
@@ -196,7 +203,6 @@ mod tests {
         let a = Activity::from_value(&v).unwrap();
         assert_eq!(a.kind, ActivityKind::Probe);
         assert!(a.background);
-        assert_eq!(a.provider_type(), "process");
         assert!(Activity::from_value(&json!({"type": "x"})).is_err());
     }
 }

@@ -373,7 +373,7 @@ pub async fn run(
     );
     let start = journal::iso_now();
 
-    let targets = ref_targets(&experiment);
+    let targets = experiment.ref_targets();
     let ctx = Arc::new(Ctx {
         experiment,
         scope,
@@ -489,29 +489,6 @@ fn show_secrets_given_to_dynamic_probes(doc: &mut Map<String, Value>, scope: &Sc
             );
         }
     }
-}
-
-fn ref_targets(experiment: &Experiment) -> HashMap<String, (Value, Option<usize>)> {
-    let mut targets = HashMap::new();
-    for activity in experiment.method() {
-        if let Some(name) = activity
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
-            targets.insert(name.to_owned(), (activity.clone(), None));
-        }
-    }
-    for (i, probe) in experiment.hypothesis_probes().iter().enumerate() {
-        if let Some(name) = probe
-            .get("name")
-            .and_then(Value::as_str)
-            .filter(|n| !n.is_empty())
-        {
-            targets.insert(name.to_owned(), (probe.clone(), Some(i)));
-        }
-    }
-    targets
 }
 
 /// Runs a phase until it ends or a stop signal arrives (then the phase is dropped).
