@@ -227,6 +227,7 @@ pub fn main() -> ExitCode {
             }
         };
         crate::redact::global().register(&settings.secret_values());
+        warn_unused_settings(&settings);
         match cli.command {
             Command::Run(args) => run(args, &settings).await,
             Command::Validate(args) => validate_command(args, &settings).await,
@@ -235,6 +236,25 @@ pub fn main() -> ExitCode {
     // Background tasks (children killed on drop) must not keep the process alive.
     runtime.shutdown_background();
     ExitCode::from(code)
+}
+
+/// Says which parts of a Chaos Toolkit settings file this version does not act on, rather
+/// than ignoring them silently.
+fn warn_unused_settings(settings: &Settings) {
+    let doc = &settings.document;
+    if doc.get("notifications").is_some_and(crate::python::truthy) {
+        tracing::warn!(
+            "{}: notifications are not delivered by this version of chaosflow; use \
+             --events-path to collect the run's events",
+            settings.path.display()
+        );
+    }
+    if doc.get("controls").is_some_and(crate::python::truthy) {
+        tracing::warn!(
+            "{}: controls are Python hooks, which chaosflow does not run; ignoring them",
+            settings.path.display()
+        );
+    }
 }
 
 fn open_emitter(path: Option<&Path>) -> Result<Emitter, u8> {
