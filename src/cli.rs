@@ -17,6 +17,7 @@ use crate::experiment::config::{self, Env, ProcessEnv, Vars};
 use crate::experiment::validate::{self, Report};
 use crate::experiment::{Experiment, load};
 use crate::journal::Status;
+use crate::pipeline::Pipeline;
 use crate::runner::{self, Dry, RunOptions, Strategy};
 use crate::settings::Settings;
 use crate::telemetry::{self, LogFormat, LogOptions};
@@ -60,7 +61,7 @@ struct GlobalArgs {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::String)]
     log_format: LogFormat,
     /// Path to the settings file [default: ~/.chaostoolkit/settings.yaml].
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(long, global = true, value_name = "PATH", env = "CHAOSFLOW_SETTINGS")]
     settings: Option<PathBuf>,
 }
 
@@ -78,6 +79,21 @@ enum Command {
     Run(RunArgs),
     /// Validate the experiment at SOURCE.
     Validate(ValidateArgs),
+    /// Check or show the settings.
+    #[command(subcommand)]
+    Settings(SettingsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SettingsCommand {
+    /// Validate a settings file (default: --settings, $CHAOSFLOW_SETTINGS or
+    /// ~/.chaostoolkit/settings.yaml) and report every problem.
+    Check {
+        /// The settings file to check.
+        file: Option<PathBuf>,
+    },
+    /// Print the effective settings, secrets masked.
+    Show,
 }
 
 #[derive(Debug, Args)]
@@ -170,6 +186,8 @@ impl Env for OverlayEnv {
 
 /// Parses the command line and runs it.
 pub fn main() -> ExitCode {
+    // One TLS provider for every client (ring); reqwest relies on the process default.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let global = &cli.global;
     let log = LogOptions {
@@ -193,11 +211,15 @@ pub fn main() -> ExitCode {
     let command = match cli.command {
         Command::Run(_) => "run",
         Command::Validate(_) => "validate",
+        Command::Settings(_) => "settings",
     };
-    let settings_path = global
-        .settings
-        .clone()
-        .unwrap_or_else(Settings::default_path);
+    let settings_path = match &cli.command {
+        Command::Settings(SettingsCommand::Check { file: Some(file) }) => file.clone(),
+        _ => global
+            .settings
+            .clone()
+            .unwrap_or_else(Settings::default_path),
+    };
     tracing::debug!("{}", "#".repeat(79));
     tracing::debug!("Running command '{command}'");
     tracing::debug!("Using settings file '{}'", settings_path.display());
@@ -227,10 +249,30 @@ pub fn main() -> ExitCode {
             }
         };
         crate::redact::global().register(&settings.secret_values());
-        warn_unused_settings(&settings);
+        for warning in &settings.warnings {
+            tracing::warn!("{}: {warning}", settings.path.display());
+        }
         match cli.command {
             Command::Run(args) => run(args, &settings).await,
             Command::Validate(args) => validate_command(args, &settings).await,
+            Command::Settings(SettingsCommand::Show) => {
+                print!("{}", settings.show());
+                0
+            }
+            // Checked above: a file that loads is valid.
+            Command::Settings(SettingsCommand::Check { .. }) => {
+                println!(
+                    "{}: valid, {} sink(s){}",
+                    settings.path.display(),
+                    settings.sinks.len(),
+                    if settings.found {
+                        ""
+                    } else {
+                        " (no file: embedded defaults)"
+                    }
+                );
+                0
+            }
         }
     });
     // Background tasks (children killed on drop) must not keep the process alive.
@@ -238,68 +280,71 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// Says which parts of a Chaos Toolkit settings file this version does not act on, rather
-/// than ignoring them silently.
-fn warn_unused_settings(settings: &Settings) {
-    let doc = &settings.document;
-    if doc.get("notifications").is_some_and(crate::python::truthy) {
-        tracing::warn!(
-            "{}: notifications are not delivered by this version of chaosflow; use \
-             --events-path to collect the run's events",
-            settings.path.display()
-        );
-    }
-    if doc.get("controls").is_some_and(crate::python::truthy) {
-        tracing::warn!(
-            "{}: controls are Python hooks, which chaosflow does not run; ignoring them",
-            settings.path.display()
-        );
-    }
+/// A command's event stream: the emitter and the sinks it feeds.
+struct Stream {
+    emitter: Emitter,
+    pipeline: Pipeline,
 }
 
-fn open_emitter(path: Option<&Path>) -> Result<Emitter, u8> {
-    Emitter::new(path, Publisher::new()).map_err(|e| {
-        let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
-        tracing::error!("Cannot open the events file {shown}: {e}");
-        1
-    })
-}
-
-/// Ends a stream and returns the exit code.
-fn end_stream(
-    emitter: &Emitter,
-    phase: Phase,
-    status: &str,
-    deviated: bool,
-    exit_code: u8,
-    journal_path: Option<&Path>,
-) -> u8 {
-    emitter.emit(
-        names::STREAM_ENDED,
-        phase,
-        json!({
-            "status": status,
-            "deviated": deviated,
-            "exit_code": exit_code,
-            "events": emitter.count() + 1,
-            "journal_path": journal_path.map(|p| p.display().to_string()),
-        }),
-        None,
-    );
-    emitter.sync();
-    let lost = emitter.write_errors();
-    if lost > 0 {
-        tracing::error!(
-            lost,
-            "{lost} events could not be written to the events file."
-        );
+impl Stream {
+    /// Starts the settings' sinks and opens the events file.
+    fn open(path: Option<&Path>, settings: &Settings) -> Result<Self, u8> {
+        let mut publisher = Publisher::new();
+        let pipeline = Pipeline::start(&settings.sinks, &mut publisher, settings.pipeline)
+            .map_err(|e| {
+                tracing::error!("Cannot start the sinks of {}: {e}", settings.path.display());
+                1
+            })?;
+        let emitter = Emitter::new(path, publisher).map_err(|e| {
+            let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
+            tracing::error!("Cannot open the events file {shown}: {e}");
+            1
+        })?;
+        Ok(Self { emitter, pipeline })
     }
-    for (subscriber, dropped) in emitter.publisher().dropped() {
-        if dropped > 0 {
-            tracing::warn!(subscriber = %subscriber, dropped, "Events dropped for a slow subscriber.");
+
+    /// Ends the stream, lets the sinks drain, reports, and returns the exit code.
+    fn end(
+        self,
+        phase: Phase,
+        status: &str,
+        deviated: bool,
+        exit_code: u8,
+        journal_path: Option<&Path>,
+    ) -> u8 {
+        let emitter = self.emitter;
+        emitter.emit(
+            names::STREAM_ENDED,
+            phase,
+            json!({
+                "status": status,
+                "deviated": deviated,
+                "exit_code": exit_code,
+                "events": emitter.count() + 1,
+                "journal_path": journal_path.map(|p| p.display().to_string()),
+            }),
+            None,
+        );
+        emitter.sync();
+        let lost = emitter.write_errors();
+        if lost > 0 {
+            tracing::error!(
+                lost,
+                "{lost} events could not be written to the events file."
+            );
         }
+        emitter.close();
+        if !self.pipeline.is_empty() {
+            for summary in self.pipeline.shutdown() {
+                if summary.failed + summary.dropped + summary.undelivered > 0 {
+                    tracing::warn!("{summary}");
+                } else {
+                    tracing::info!("{summary}");
+                }
+            }
+        }
+        exit_code
     }
-    exit_code
 }
 
 /// Loads SOURCE with the loader's credentials; the error is logged and returned as text.
@@ -360,15 +405,46 @@ fn report_error(source: &str, report: &Report) -> String {
 }
 
 async fn run(args: RunArgs, settings: &Settings) -> u8 {
-    let emitter = match open_emitter(args.events_path.as_deref()) {
-        Ok(e) => e,
+    let stream = match Stream::open(args.events_path.as_deref(), settings) {
+        Ok(s) => s,
         Err(code) => return code,
     };
-    let invalid = |error: String, payload: Value| {
-        emitter.emit(names::RUN_INVALID, Phase::Run, payload, Some(error));
-        end_stream(&emitter, Phase::Run, "invalid", false, 1, None)
-    };
+    match execute(&args, settings, &stream.emitter).await {
+        Ok(ended) => stream.end(
+            Phase::Run,
+            ended.status.as_str(),
+            ended.deviated,
+            ended.exit_code,
+            Some(&args.journal_path),
+        ),
+        Err(Invalid { error, payload }) => {
+            stream
+                .emitter
+                .emit(names::RUN_INVALID, Phase::Run, payload, Some(error));
+            stream.end(Phase::Run, "invalid", false, 1, None)
+        }
+    }
+}
 
+/// How a run ended.
+struct Ended {
+    status: Status,
+    deviated: bool,
+    exit_code: u8,
+}
+
+/// Input that stopped a run before it started: the error and the experiment, if loaded.
+struct Invalid {
+    error: String,
+    payload: Value,
+}
+
+fn invalid(error: String, payload: Value) -> Invalid {
+    Invalid { error, payload }
+}
+
+/// Loads, validates, configures and runs the experiment, then writes the journal.
+async fn execute(args: &RunArgs, settings: &Settings, emitter: &Emitter) -> Result<Ended, Invalid> {
     // Variables: var files in order, then --var.
     let mut vars = Vars::default();
     let mut overlay = BTreeMap::new();
@@ -388,7 +464,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
             }
             Err(e) => {
                 tracing::error!("{e}");
-                return invalid(e, Value::Null);
+                return Err(invalid(e, Value::Null));
             }
         }
     }
@@ -408,7 +484,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
 
     let loaded = match load_source(&args.source, args.no_verify_tls, settings).await {
         Ok(l) => l,
-        Err(e) => return invalid(e, Value::Null),
+        Err(e) => return Err(invalid(e, Value::Null)),
     };
     register_secrets(&loaded.document, &vars, &env);
     emitter.emit(
@@ -423,14 +499,17 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
         let report = validate::validate(&loaded.document, &vars, &env);
         log_report(&loaded.source, &report);
         if !report.is_valid() {
-            return invalid(report_error(&loaded.source, &report), loaded.document);
+            return Err(invalid(
+                report_error(&loaded.source, &report),
+                loaded.document,
+            ));
         }
         tracing::info!("Experiment looks valid");
     }
     let Some(experiment) = Experiment::new(loaded.document.clone()) else {
         let error = format!("{}: an experiment must be a mapping", loaded.source);
         tracing::error!("{error}");
-        return invalid(error, loaded.document);
+        return Err(invalid(error, loaded.document));
     };
 
     // Strategies: settings < experiment runtime (which resets both) < command line.
@@ -442,7 +521,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
     if let Some(problem) = settings_problems.first() {
         let error = format!("{}: {problem}", settings.path.display());
         tracing::error!("{error}");
-        return invalid(error, loaded.document);
+        return Err(invalid(error, loaded.document));
     }
     let (mut hypothesis, mut rollbacks) = (
         settings
@@ -466,10 +545,10 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
         hypothesis = pick("hypothesis");
         rollbacks = pick("rollbacks");
     }
-    if let Some(h) = args.hypothesis_strategy {
+    if let Some(h) = args.hypothesis_strategy.clone() {
         hypothesis = h;
     }
-    if let Some(r) = args.rollback_strategy {
+    if let Some(r) = args.rollback_strategy.clone() {
         rollbacks = r;
     }
     tracing::debug!("Runtime strategies: hypothesis - {hypothesis} / rollbacks - {rollbacks}");
@@ -482,7 +561,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
     let Some(strategy) = Strategy::parse(&hypothesis) else {
         let error = format!("unknown hypothesis strategy '{hypothesis}'");
         tracing::error!("{error}");
-        return invalid(error, loaded.document);
+        return Err(invalid(error, loaded.document));
     };
 
     let scope = match runner::configure(&experiment, &vars, &env, &overlay).await {
@@ -490,7 +569,7 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
         Err(e) => {
             let error = format!("{}: {e}", loaded.source);
             tracing::error!("{error}");
-            return invalid(error, loaded.document);
+            return Err(invalid(error, loaded.document));
         }
     };
     let options = RunOptions {
@@ -523,21 +602,19 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
     } else {
         emitter.emit(flow, Phase::Run, journal_value, None);
     }
-    end_stream(
-        &emitter,
-        Phase::Run,
-        status.as_str(),
-        journal.deviated,
-        exit,
-        Some(&args.journal_path),
-    )
+    Ok(Ended {
+        status,
+        deviated: journal.deviated,
+        exit_code: exit,
+    })
 }
 
 async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
-    let emitter = match open_emitter(args.events_path.as_deref()) {
-        Ok(e) => e,
+    let stream = match Stream::open(args.events_path.as_deref(), settings) {
+        Ok(s) => s,
         Err(code) => return code,
     };
+    let emitter = stream.emitter.clone();
     let loaded = match load_source(&args.source, args.no_verify_tls, settings).await {
         Ok(l) => l,
         Err(e) => {
@@ -547,7 +624,7 @@ async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
                 Value::Null,
                 Some(e),
             );
-            return end_stream(&emitter, Phase::Validate, "invalid", false, 1, None);
+            return stream.end(Phase::Validate, "invalid", false, 1, None);
         }
     };
     register_secrets(&loaded.document, &Vars::default(), &ProcessEnv);
@@ -567,7 +644,7 @@ async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
             loaded.document,
             Some(report_error(&loaded.source, &report)),
         );
-        return end_stream(&emitter, Phase::Validate, "invalid", false, 1, None);
+        return stream.end(Phase::Validate, "invalid", false, 1, None);
     }
     tracing::info!("Experiment looks valid");
     emitter.emit(
@@ -577,5 +654,5 @@ async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
         None,
     );
     tracing::info!("experiment syntax and semantic look valid");
-    end_stream(&emitter, Phase::Validate, "valid", false, 0, None)
+    stream.end(Phase::Validate, "valid", false, 0, None)
 }

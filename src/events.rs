@@ -54,6 +54,7 @@
 //! bounded queue is full loses the event, and the loss is counted ([`Publisher::dropped`]).
 //! The runner never waits on a sink.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
@@ -142,27 +143,39 @@ impl Phase {
     }
 }
 
-/// A bounded in-process queue of events, and how many it had to drop.
+/// Counters of one subscriber's queue.
+#[derive(Debug, Default)]
+pub struct QueueCounts {
+    /// Events put in the queue.
+    pub accepted: AtomicU64,
+    /// Events that did not fit (the queue was full): lost for this subscriber.
+    pub dropped: AtomicU64,
+}
+
+/// A bounded in-process queue of events, and what it accepts.
 #[derive(Debug)]
 struct Subscriber {
     name: String,
     tx: mpsc::Sender<Arc<Event>>,
-    dropped: Arc<AtomicU64>,
+    /// Event names wanted; all when `None`.
+    filter: Option<HashSet<String>>,
+    counts: Arc<QueueCounts>,
 }
 
 /// The non-blocking handle events are published through; sinks subscribe to it.
 #[derive(Debug, Default)]
 pub struct Publisher {
-    subscribers: Vec<Subscriber>,
+    subscribers: Mutex<Vec<Subscriber>>,
+    counts: Vec<(String, Arc<QueueCounts>)>,
 }
 
 /// What a subscriber receives.
 #[derive(Debug)]
 pub struct Subscription {
-    /// The events, in order, as long as the queue had room.
+    /// The events, in order, as long as the queue had room; closed by [`Emitter::close`].
     pub events: mpsc::Receiver<Arc<Event>>,
-    /// How many events did not fit in the queue.
-    pub dropped: Arc<AtomicU64>,
+    /// The queue's counters.
+    pub counts: Arc<QueueCounts>,
 }
 
 impl Publisher {
@@ -171,40 +184,74 @@ impl Publisher {
         Self::default()
     }
 
-    /// Adds a subscriber with a queue of `capacity` events (at least 1).
-    pub fn subscribe(&mut self, name: impl Into<String>, capacity: usize) -> Subscription {
+    /// Adds a subscriber with a queue of `capacity` events (at least 1), receiving the events
+    /// named in `filter` (all when `None`).
+    pub fn subscribe(
+        &mut self,
+        name: impl Into<String>,
+        capacity: usize,
+        filter: Option<&[String]>,
+    ) -> Subscription {
+        let name = name.into();
         let (tx, rx) = mpsc::channel(capacity.max(1));
-        let dropped = Arc::new(AtomicU64::new(0));
-        self.subscribers.push(Subscriber {
-            name: name.into(),
-            tx,
-            dropped: dropped.clone(),
-        });
-        Subscription {
-            events: rx,
-            dropped,
-        }
+        let counts = Arc::new(QueueCounts::default());
+        self.counts.push((name.clone(), counts.clone()));
+        self.subscribers
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Subscriber {
+                name,
+                tx,
+                filter: filter.map(|names| names.iter().cloned().collect()),
+                counts: counts.clone(),
+            });
+        Subscription { events: rx, counts }
     }
 
-    /// Offers an event to every subscriber without waiting.
+    /// Offers an event to every interested subscriber without waiting.
     fn publish(&self, event: &Arc<Event>) {
-        for sub in &self.subscribers {
-            if let Err(mpsc::error::TrySendError::Full(_)) = sub.tx.try_send(event.clone())
-                && sub.dropped.fetch_add(1, Ordering::Relaxed) == 0
+        let subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for sub in subscribers.iter() {
+            if sub
+                .filter
+                .as_ref()
+                .is_some_and(|f| !f.contains(&event.name))
             {
-                tracing::warn!(
-                    subscriber = %sub.name,
-                    "Event queue full; dropping events for this subscriber."
-                );
+                continue;
+            }
+            match sub.tx.try_send(event.clone()) {
+                Ok(()) => {
+                    sub.counts.accepted.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    if sub.counts.dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(
+                            subscriber = %sub.name,
+                            "Event queue full; dropping events for this subscriber."
+                        );
+                    }
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
     }
 
+    /// Closes every queue: subscribers get the events already queued, then the end.
+    fn close(&self) {
+        self.subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+
     /// Events dropped so far, per subscriber name.
     pub fn dropped(&self) -> Vec<(String, u64)> {
-        self.subscribers
+        self.counts
             .iter()
-            .map(|s| (s.name.clone(), s.dropped.load(Ordering::Relaxed)))
+            .map(|(name, c)| (name.clone(), c.dropped.load(Ordering::Relaxed)))
             .collect()
     }
 }
@@ -339,6 +386,12 @@ impl Emitter {
         self.lock().write_errors
     }
 
+    /// Ends the in-process delivery: subscribers receive what is queued, then the end of
+    /// their queue. Later events still go to the events file.
+    pub fn close(&self) {
+        self.inner.publisher.close();
+    }
+
     /// Flushes the events file to disk (at the end of a run).
     pub fn sync(&self) {
         if let Some(Output::File(f)) = &self.lock().output {
@@ -357,7 +410,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("events.jsonl");
         let mut publisher = Publisher::new();
-        let mut sub = publisher.subscribe("small", 2);
+        let mut sub = publisher.subscribe("small", 2, None);
+        let mut starts = publisher.subscribe("starts", 8, Some(&["run-started".to_string()]));
         let emitter = Emitter::new(Some(&path), publisher).unwrap();
         for i in 0..5 {
             emitter.emit(
@@ -368,8 +422,17 @@ mod tests {
             );
         }
         assert_eq!(emitter.count(), 5);
-        // Only two fitted; three were dropped, none blocked.
-        assert_eq!(sub.dropped.load(Ordering::Relaxed), 3);
+        emitter.emit(names::RUN_STARTED, Phase::Run, json!(null), None);
+        // Only two fitted; four were dropped, none blocked.
+        assert_eq!(sub.counts.dropped.load(Ordering::Relaxed), 4);
+        assert_eq!(sub.counts.accepted.load(Ordering::Relaxed), 2);
+        // The filtered subscriber only got what it asked for.
+        assert_eq!(starts.events.recv().await.unwrap().name, "run-started");
+        emitter.close();
+        assert!(
+            starts.events.recv().await.is_none(),
+            "closed after the queued events"
+        );
         let first = sub.events.recv().await.unwrap();
         assert_eq!(first.seq, 0);
         assert_eq!(first.id, format!("{}:0", emitter.run_id()));
@@ -378,11 +441,11 @@ mod tests {
             .lines()
             .map(|l| Event::from_json_line(l).unwrap())
             .collect();
-        assert_eq!(lines.len(), 5);
+        assert_eq!(lines.len(), 6);
         assert!(lines.iter().enumerate().all(|(i, e)| e.seq == i as u64));
         assert_eq!(
             emitter.publisher().dropped(),
-            vec![("small".to_string(), 3)]
+            vec![("small".to_string(), 4), ("starts".to_string(), 0)]
         );
     }
 }

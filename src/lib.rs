@@ -29,6 +29,7 @@ pub mod experiment;
 pub mod http_client;
 pub mod journal;
 pub mod jsonpath;
+pub mod pipeline;
 pub mod python;
 pub mod redact;
 pub mod runner;

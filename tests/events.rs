@@ -403,8 +403,8 @@ fn a_stuck_subscriber_never_blocks_the_runner() {
     }))
     .unwrap();
     let mut publisher = Publisher::new();
-    let stuck = publisher.subscribe("stuck", 2);
-    let mut live = publisher.subscribe("live", 1024);
+    let stuck = publisher.subscribe("stuck", 2, None);
+    let mut live = publisher.subscribe("live", 1024, None);
     let emitter = Emitter::new(None, publisher).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -436,7 +436,7 @@ fn a_stuck_subscriber_never_blocks_the_runner() {
     assert_eq!(journal.status.map(|s| s.as_str()), Some("completed"));
     let emitted = emitter.count();
     assert!(emitted > 10);
-    assert_eq!(stuck.dropped.load(Ordering::Relaxed), emitted - 2);
+    assert_eq!(stuck.counts.dropped.load(Ordering::Relaxed), emitted - 2);
     let mut received = 0;
     while live.events.try_recv().is_ok() {
         received += 1;

@@ -3,10 +3,13 @@
 //!
 //! - `conformance`: the real `chaos` and `chaosflow` on the same experiments, compared;
 //! - `events`: the event stream, parsed with the tests' own types;
-//! - `cli`: the command line's own behaviour (errors, secrets, options).
+//! - `cli`: the command line's own behaviour (errors, secrets, options);
+//! - `pipeline`: sinks against real receivers, and notifications against `chaos`'s;
+//! - `jsonpath`: the jsonpath2 dialect against jsonpath2.
 
 mod cli;
 mod conformance;
 mod events;
 mod jsonpath;
+mod pipeline;
 mod support;

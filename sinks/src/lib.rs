@@ -1,99 +1,137 @@
-//! The chaosflow event envelope, the one type every sink consumes.
+//! The chaosflow sinks: where journal events go.
 //!
-//! A run of `chaosflow run` emits a stream of journal events. The runner publishes them in
-//! process and, with `--events-path`, writes them as JSON Lines (one [`Event`] per line) for the
-//! sidecar to tail. Sinks (file, HTTP, Slack, OTLP, exec) receive nothing but this envelope: they
-//! know event names, phases and JSON payloads, never experiments or Kubernetes objects.
+//! A run of `chaosflow run` emits a stream of journal events ([`Event`]). The pipeline (in the
+//! `chaosflow` crate) gives each configured sink its own bounded queue and task, and feeds it
+//! batches of events; this crate owns what happens next: the [`Sink`] trait, the retry rules
+//! ([`retry`]) and one module per sink, each a serde `Config` (validated without I/O) that
+//! `build`s the running sink:
 //!
-//! The catalogue of event names, their phases and payloads is documented in the `chaosflow`
-//! crate (`chaosflow::events`) and in the README ("Event stream"); this crate only owns the
-//! envelope and its wire form.
+//! - [`file`]: JSON Lines in a file, with rotation and retention;
+//! - [`http`]: Chaos Toolkit's notification requests, or batches of envelopes;
+//! - [`exec`]: any program, fed JSON Lines on its stdin.
 //!
-//! # Wire form
+//! Sinks know event names, phases and JSON payloads, never experiments or Kubernetes objects.
+//! The catalogue of event names and payloads is documented in the `chaosflow` crate
+//! (`chaosflow::events`) and in the README ("Event stream").
 //!
-//! ```json
-//! {"id":"3f0c…:7","run_id":"3f0c…","seq":7,"ts":"2026-11-25T08:41:23.123456Z",
-//!  "name":"activity-completed","phase":"method","payload":{…},"error":null}
+//! # Writing a sink
+//!
+//! A sink is any type implementing [`Sink`]. `send` gets the next batch, in order, and says
+//! whether a failure is worth retrying; the pipeline counts, retries with backoff and drops.
+//!
 //! ```
+//! use std::sync::Arc;
+//! use chaosflow_sinks::{Event, SendError, Sink};
 //!
-//! Keys always appear in this order and are always present (`payload` and `error` may be
-//! `null`), so a line-oriented reader can rely on them.
+//! /// Counts run verdicts.
+//! struct Verdicts { failed: usize }
+//!
+//! impl Sink for Verdicts {
+//!     async fn send(&mut self, events: &[Arc<Event>]) -> Result<(), SendError> {
+//!         self.failed += events.iter().filter(|e| e.name == "run-failed").count();
+//!         Ok(())
+//!     }
+//! }
+//! ```
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+mod event;
+pub mod exec;
+pub mod file;
+pub mod http;
+pub mod python;
+pub mod retry;
 
-/// Version of the envelope described here. A reader that meets a greater version should refuse
-/// the stream rather than guess.
-pub const SCHEMA_VERSION: u32 = 1;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// One journal event, as published in process and written as one JSON line.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Event {
-    /// Unique and stable identifier: `<run_id>:<seq>`. It is written once with the event, so a
-    /// receiver that sees the same id twice (a sidecar resending after a crash) can drop it.
-    pub id: String,
-    /// Identifier of the run (or validation) that emitted the event, shared by all its events.
-    pub run_id: String,
-    /// Position of the event in its run's stream, starting at 0, without gaps.
-    pub seq: u64,
-    /// When the event was emitted: UTC, RFC 3339 with microseconds (`2026-11-25T08:41:23.123456Z`).
-    pub ts: String,
-    /// Kebab-case event name, such as `run-started` or `activity-completed`.
-    pub name: String,
-    /// Part of the run the event belongs to: `run`, `validate`, `before`, `during`, `after`,
-    /// `method` or `rollbacks`.
-    pub phase: String,
-    /// Event-specific JSON payload (`null` when the event has none).
-    pub payload: Value,
-    /// Human-readable error message when the event reports a failure, else `null`.
-    pub error: Option<String>,
-}
+pub use event::{Event, SCHEMA_VERSION};
+pub use retry::Retry;
 
-impl Event {
-    /// Serializes the event as one JSON line, newline included.
-    pub fn to_json_line(&self) -> String {
-        // Serializing a struct of strings, integers and a `Value` cannot fail.
-        let mut line = serde_json::to_string(self).expect("an event always serializes");
-        line.push('\n');
-        line
+/// A destination for events.
+pub trait Sink: Send + 'static {
+    /// How many events the sink takes at once, and how long the pipeline may wait to fill a
+    /// batch. One event at a time by default.
+    fn batching(&self) -> Batching {
+        Batching::default()
     }
 
-    /// Parses one JSON line (with or without its trailing newline) into an event.
-    ///
-    /// # Errors
-    ///
-    /// Returns the JSON error when the line is not a complete event envelope.
-    pub fn from_json_line(line: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(line.trim_end_matches(['\n', '\r']))
+    /// Delivers a batch of events, in order. An error says whether trying again may help.
+    fn send(&mut self, events: &[Arc<Event>])
+    -> impl Future<Output = Result<(), SendError>> + Send;
+
+    /// Called once after the last batch: flush, fsync, close.
+    fn close(&mut self) -> impl Future<Output = Result<(), SendError>> + Send {
+        async { Ok(()) }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+/// How a sink wants its events grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most events in one `send`.
+    pub max_events: usize,
+    /// Longest wait for a batch to fill once its first event is there.
+    pub max_wait: Duration,
+}
 
-    #[test]
-    fn round_trips_through_a_json_line_with_keys_in_order() {
-        let event = Event {
-            id: "r:1".into(),
-            run_id: "r".into(),
-            seq: 1,
-            ts: "2026-11-25T08:41:23.123456Z".into(),
-            name: "run-started".into(),
-            phase: "run".into(),
-            payload: json!({"title": "t"}),
-            error: None,
-        };
-        let line = event.to_json_line();
-        assert!(line.ends_with('\n'));
-        assert!(line.starts_with(r#"{"id":"r:1","run_id":"r","seq":1,"ts":"#));
-        assert!(line.contains(r#""error":null"#));
-        assert_eq!(Event::from_json_line(&line).unwrap(), event);
-    }
-
-    #[test]
-    fn rejects_a_partial_line() {
-        assert!(Event::from_json_line(r#"{"id":"r:1","run_id":"r""#).is_err());
+impl Default for Batching {
+    fn default() -> Self {
+        Self {
+            max_events: 1,
+            max_wait: Duration::ZERO,
+        }
     }
 }
+
+/// A failed delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SendError {
+    /// What went wrong (no secrets: URLs without credentials, no tokens).
+    pub message: String,
+    /// Whether and when to try again.
+    pub retry: Retry,
+}
+
+impl SendError {
+    /// A failure that trying again will not fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::Never,
+        }
+    }
+
+    /// A failure that may pass.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retry: Retry::Backoff,
+        }
+    }
+}
+
+/// A sink configuration that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Where in the sink's configuration (`url`, `batch.max_events`), `` for the whole entry.
+    pub path: String,
+    /// What is wrong and, where it helps, how to fix it.
+    pub message: String,
+}
+
+impl Problem {
+    /// A problem at `path`.
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A sink that could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BuildError(pub String);

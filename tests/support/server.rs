@@ -11,12 +11,17 @@
 //! - `/invalid-json`, `/empty-json`: `application/json` that is not JSON;
 //! - `/redirect`: 302 to `/json`; `/dup`: a repeated header; `/case`: odd header casing;
 //! - `/served/<file>`: experiments from `tests/conformance/served/`, by extension;
-//! - `/private/<file>`: the same, only with `Authorization: bearer s3cret-t0ken`.
+//! - `/private/<file>`: the same, only with `Authorization: bearer s3cret-t0ken`;
+//! - `/capture/<key>/...`: records every request under `key` ([`captured`]) and answers what
+//!   [`script`] queued for `key` (200 once the script is exhausted).
+//!
+//! [`blackhole_url`] is another listener: it accepts connections and never answers.
 
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::OnceLock;
-use std::time::Duration;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// `http://127.0.0.1:<port>` of the shared server, started on first use.
 pub fn base_url() -> String {
@@ -32,6 +37,95 @@ pub fn base_url() -> String {
             }
         });
         format!("http://127.0.0.1:{port}")
+    })
+    .clone()
+}
+
+/// A recorded request.
+#[derive(Debug, Clone)]
+pub struct Captured {
+    /// When it arrived.
+    pub at: Instant,
+    /// `GET`, `POST`...
+    pub method: String,
+    /// Path after `/capture/<key>`.
+    pub path: String,
+    /// Headers as sent (names lower-cased).
+    pub headers: Vec<(String, String)>,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Captured {
+    /// A header's value.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == &name.to_ascii_lowercase())
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+type Response = (u16, Vec<(String, String)>, String);
+
+fn captures() -> &'static Mutex<HashMap<String, Vec<Captured>>> {
+    static C: OnceLock<Mutex<HashMap<String, Vec<Captured>>>> = OnceLock::new();
+    C.get_or_init(Default::default)
+}
+
+fn scripts() -> &'static Mutex<HashMap<String, VecDeque<Response>>> {
+    static S: OnceLock<Mutex<HashMap<String, VecDeque<Response>>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// The URL capturing requests under `key` (unique per test).
+pub fn capture_url(key: &str) -> String {
+    format!("{}/capture/{key}", base_url())
+}
+
+/// A scripted answer: status, headers, body.
+pub type Scripted<'a> = (u16, Vec<(&'a str, &'a str)>, &'a str);
+
+/// Queues the answers to the next requests under `key`.
+pub fn script(key: &str, responses: Vec<Scripted<'_>>) {
+    let responses = responses
+        .into_iter()
+        .map(|(s, h, b)| {
+            (
+                s,
+                h.into_iter()
+                    .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                    .collect(),
+                b.to_owned(),
+            )
+        })
+        .collect();
+    scripts().lock().unwrap().insert(key.to_owned(), responses);
+}
+
+/// The requests recorded under `key`, in arrival order.
+pub fn captured(key: &str) -> Vec<Captured> {
+    captures()
+        .lock()
+        .unwrap()
+        .get(key)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// A URL whose server accepts connections and never answers.
+pub fn blackhole_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                held.push(stream);
+            }
+        });
+        format!("http://127.0.0.1:{port}/void")
     })
     .clone()
 }
@@ -111,7 +205,10 @@ fn respond(
     let reason = match status {
         200 => "OK",
         302 => "Found",
+        400 => "Bad Request",
         401 => "Unauthorized",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
         404 => "Not Found",
         500 => "Internal Server Error",
         _ => "Status",
@@ -134,6 +231,36 @@ const JSON_DOC: &str = r#"{"services": [{"name": "a", "latency": 3, "ok": true},
 fn serve(stream: TcpStream) -> std::io::Result<()> {
     let req = read_request(&stream)?;
     let path = req.path.clone();
+    if let Some(rest) = path.strip_prefix("/capture/") {
+        let (key, sub) = rest.split_once('/').map_or((rest, ""), |(k, s)| (k, s));
+        captures()
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default()
+            .push(Captured {
+                at: Instant::now(),
+                method: req.method.clone(),
+                path: format!("/{sub}"),
+                headers: req
+                    .headers
+                    .iter()
+                    .map(|(n, v)| (n.to_ascii_lowercase(), v.clone()))
+                    .collect(),
+                body: String::from_utf8_lossy(&req.body).into_owned(),
+            });
+        let next = scripts()
+            .lock()
+            .unwrap()
+            .get_mut(key)
+            .and_then(VecDeque::pop_front);
+        let (status, headers, body) = next.unwrap_or((200, Vec::new(), "ok".into()));
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        return respond(&stream, status, &headers, body.as_bytes());
+    }
     match path.as_str() {
         "/json" => respond(
             &stream,

@@ -1,0 +1,333 @@
+//! The event pipeline and its sinks, against real receivers on 127.0.0.1, and against `chaos`
+//! for what Chaos Toolkit's own notifications send.
+
+use std::time::{Duration, Instant};
+
+use chaosflow_sinks::python::json_dumps;
+use serde_json::Value;
+
+use crate::support::server::{self, Captured};
+use crate::support::{self, Outcome, Run};
+
+fn hello() -> String {
+    support::repo()
+        .join("experiments/hello-world.yaml")
+        .display()
+        .to_string()
+}
+
+fn settings_file(dir: &std::path::Path, yaml: &str) -> std::path::PathBuf {
+    let path = dir.join("settings.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+fn subdir(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(&path).unwrap();
+    path
+}
+
+/// Blanks what differs between two runs (times, durations).
+fn normalize(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if matches!(k.as_str(), "start" | "end" | "duration" | "ts") {
+                    *v = Value::Null;
+                } else {
+                    normalize(v);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(normalize),
+        _ => {}
+    }
+}
+
+fn bodies(requests: &[Captured]) -> Vec<Value> {
+    requests
+        .iter()
+        .map(|r| {
+            let mut v: Value = serde_json::from_str(&r.body).unwrap_or(Value::Null);
+            normalize(&mut v);
+            v
+        })
+        .collect()
+}
+
+#[test]
+fn chaos_toolkit_http_notifications_match_chaos() {
+    let dir = tempfile::tempdir().unwrap();
+    for command in ["run", "validate"] {
+        let (a, b) = (
+            format!("ctk-chaos-{command}"),
+            format!("ctk-flow-{command}"),
+        );
+        let yaml = |key: &str| {
+            format!(
+                "notifications:\n  - type: http\n    url: {}/notify\n    headers:\n      X-Test: yes-really\n",
+                server::capture_url(key)
+            )
+        };
+        let chaos_settings = settings_file(&subdir(dir.path(), &a), &yaml(&a));
+        let flow_settings = settings_file(&subdir(dir.path(), &b), &yaml(&b));
+        let chaos = Run::chaos()
+            .settings(&chaos_settings)
+            .args([command, &hello()])
+            .run();
+        let flow = Run::chaosflow()
+            .settings(&flow_settings)
+            .args([command, &hello()])
+            .run();
+        assert_eq!((chaos.code, flow.code), (0, 0), "{}", flow.stderr);
+        let (theirs, ours) = (server::captured(&a), server::captured(&b));
+        let names = |r: &[Captured]| -> Vec<String> {
+            r.iter()
+                .map(|c| {
+                    serde_json::from_str::<Value>(&c.body).unwrap()["name"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned()
+                })
+                .collect()
+        };
+        assert_eq!(
+            names(&ours),
+            names(&theirs),
+            "the same events, in the same order"
+        );
+        for (t, o) in theirs.iter().zip(&ours) {
+            assert_eq!(
+                (o.method.as_str(), o.path.as_str()),
+                (t.method.as_str(), t.path.as_str())
+            );
+            assert_eq!(o.header("content-type"), t.header("content-type"));
+            assert_eq!(o.header("x-test"), t.header("x-test"));
+            // Both bodies are written the way Python's json.dumps writes them...
+            for body in [&t.body, &o.body] {
+                let parsed: Value = serde_json::from_str(body).unwrap();
+                assert_eq!(&json_dumps(&parsed), body, "Python's JSON formatting");
+            }
+            assert!(o.header("x-chaosflow-event-ids").is_some());
+        }
+        // ...with the same keys, order and content (times aside).
+        assert_eq!(bodies(&ours), bodies(&theirs));
+    }
+}
+
+#[test]
+fn notification_filters_and_pings() {
+    let dir = tempfile::tempdir().unwrap();
+    for (tool, key) in [("chaos", "ping-chaos"), ("chaosflow", "ping-flow")] {
+        let settings = settings_file(
+            &subdir(dir.path(), key),
+            &format!(
+                "notifications:\n  - type: http\n    url: {}\n    forward_event_payload: false\n    events: [run-completed]\n",
+                server::capture_url(key)
+            ),
+        );
+        let run = if tool == "chaos" {
+            Run::chaos()
+        } else {
+            Run::chaosflow()
+        };
+        let outcome = run.settings(&settings).args(["run", &hello()]).run();
+        assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    }
+    let (theirs, ours) = (
+        server::captured("ping-chaos"),
+        server::captured("ping-flow"),
+    );
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(ours.len(), 1);
+    assert_eq!(
+        (ours[0].method.as_str(), ours[0].body.as_str()),
+        ("GET", "")
+    );
+    assert_eq!(
+        (theirs[0].method.as_str(), theirs[0].body.as_str()),
+        ("GET", "")
+    );
+}
+
+fn run_with(yaml: &str) -> Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(dir.path(), yaml);
+    Run::chaosflow()
+        .settings(&settings)
+        .args(["run", "--events-path", "events.jsonl", &hello()])
+        .run()
+}
+
+fn stream(outcome: &Outcome) -> Vec<Value> {
+    std::fs::read_to_string(outcome.dir.path().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn batched_envelopes_carry_their_ids() {
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: http\n    url: {}\n    format: events\n    batch: {{max_events: 5, max_wait: 0.2}}\n",
+        server::capture_url("batched")
+    ));
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let requests = server::captured("batched");
+    let mut received = Vec::new();
+    for r in &requests {
+        assert_eq!(r.header("content-type"), Some("application/x-ndjson"));
+        let lines: Vec<Value> = r
+            .body
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert!(
+            !lines.is_empty() && lines.len() <= 5,
+            "batches of at most 5"
+        );
+        let ids: Vec<&str> = lines.iter().map(|e| e["id"].as_str().unwrap()).collect();
+        assert_eq!(
+            r.header("x-chaosflow-event-ids"),
+            Some(ids.join(",").as_str())
+        );
+        received.extend(lines);
+    }
+    assert_eq!(received, stream(&outcome), "every event, in order, once");
+    assert!(requests.len() >= 4, "{} requests", requests.len());
+    assert!(
+        outcome
+            .stderr
+            .contains("(http): 19 delivered, 0 retried, 0 dropped, 0 failed")
+    );
+}
+
+#[test]
+fn retries_honour_retry_after_and_4xx_is_final() {
+    server::script(
+        "flaky",
+        vec![
+            (503, vec![("Retry-After", "1")], "busy"),
+            (502, vec![], "bad gateway"),
+            (429, vec![("Retry-After", "1")], "slow down"),
+        ],
+    );
+    let started = Instant::now();
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: http\n    url: {}\n    format: events\n    batch: {{max_events: 100, max_wait: 0}}\n    events: [run-started]\n",
+        server::capture_url("flaky")
+    ));
+    assert_eq!(outcome.code, 0);
+    let requests = server::captured("flaky");
+    assert_eq!(requests.len(), 4, "three failures then the delivery");
+    let ids: Vec<_> = requests
+        .iter()
+        .map(|r| r.header("x-chaosflow-event-ids").unwrap().to_owned())
+        .collect();
+    assert!(
+        ids.windows(2).all(|w| w[0] == w[1]),
+        "the same event each time"
+    );
+    let waited = requests[1].at - requests[0].at;
+    assert!(
+        waited >= Duration::from_millis(950),
+        "Retry-After honoured: {waited:?}"
+    );
+    assert!(requests[3].at - requests[2].at >= Duration::from_millis(950));
+    assert!(
+        outcome
+            .stderr
+            .contains("(http): 1 delivered, 3 retried, 0 dropped, 0 failed"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(15));
+
+    server::script("refused", vec![(400, vec![], "no")]);
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: http\n    url: {}\n    events: [run-started]\n",
+        server::capture_url("refused")
+    ));
+    assert_eq!(outcome.code, 0, "a sink never fails the run");
+    assert_eq!(server::captured("refused").len(), 1, "a 400 is not retried");
+    assert!(
+        outcome
+            .stderr
+            .contains("(http): 0 delivered, 0 retried, 0 dropped, 1 failed")
+    );
+    assert!(outcome.stderr.contains("answered 400"));
+}
+
+#[test]
+fn file_and_exec_sinks_receive_the_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sink.jsonl");
+    let recorded = dir.path().join("recorded.jsonl");
+    let script = dir.path().join("record.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho recording >&2\ncat >> {}\n",
+            recorded.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: file\n    path: {}\n  - type: exec\n    command: [{}]\n",
+        file.display(),
+        script.display()
+    ));
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let expected = stream(&outcome);
+    for path in [&file, &recorded] {
+        let got: Vec<Value> = std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(got, expected, "{}", path.display());
+    }
+    assert!(
+        outcome.stderr.contains("recording"),
+        "the program's stderr goes to the log"
+    );
+}
+
+#[test]
+fn dead_and_slow_sinks_do_not_change_the_experiment() {
+    let baseline = run_with("sinks: []\n");
+    let yaml = format!(
+        "sinks:\n  - type: http\n    url: {}\n    timeout: 30\n  - type: http\n    url: {}/slow/2\n    timeout: 30\n\
+         pipeline:\n  drain_timeout: 2\n  queue_capacity: 4\n",
+        server::blackhole_url(),
+        server::base_url()
+    );
+    let started = Instant::now();
+    let outcome = run_with(&yaml);
+    let elapsed = started.elapsed();
+    assert_eq!(outcome.code, baseline.code);
+    let (a, b) = (baseline.journal(), outcome.journal());
+    assert_eq!(a["status"], b["status"]);
+    let (da, db) = (
+        a["duration"].as_f64().unwrap(),
+        b["duration"].as_f64().unwrap(),
+    );
+    assert!(
+        db < da + 0.25,
+        "the run took {db:.3}s with dead sinks, {da:.3}s without"
+    );
+    assert!(
+        elapsed < Duration::from_secs(8),
+        "the drain is bounded: {elapsed:?}"
+    );
+    // The queues were full: drops are counted and reported.
+    assert!(outcome.stderr.contains("dropped"), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("undelivered at the deadline"),
+        "{}",
+        outcome.stderr
+    );
+}
