@@ -13,7 +13,7 @@ use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use chaosflow_sinks::retry::Backoff;
-use chaosflow_sinks::{BuildError, Event, Sink, exec, file, http};
+use chaosflow_sinks::{BuildError, Event, Sink, exec, file, http, slack};
 use tokio::sync::mpsc;
 
 use crate::events::{Publisher, QueueCounts};
@@ -35,6 +35,8 @@ pub enum SinkConfig {
     File(file::Config),
     /// HTTP requests.
     Http(http::Config),
+    /// Slack messages.
+    Slack(slack::Config),
     /// A program fed JSON Lines.
     Exec(exec::Config),
 }
@@ -45,6 +47,7 @@ impl SinkConfig {
         match self {
             Self::File(_) => "file",
             Self::Http(_) => "http",
+            Self::Slack(_) => "slack",
             Self::Exec(_) => "exec",
         }
     }
@@ -54,6 +57,7 @@ impl SinkConfig {
         match self {
             Self::File(c) => c.events.as_deref(),
             Self::Http(c) => c.events.as_deref(),
+            Self::Slack(c) => c.events.as_deref(),
             Self::Exec(c) => c.events.as_deref(),
         }
         .map(|e| e as &[String])
@@ -64,6 +68,7 @@ impl SinkConfig {
         match self {
             Self::File(c) => c.validate(),
             Self::Http(c) => c.validate(),
+            Self::Slack(c) => c.validate(),
             Self::Exec(c) => c.validate(),
         }
     }
@@ -236,6 +241,7 @@ impl Pipeline {
                         let task = match &spec.config {
                             SinkConfig::File(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
                             SinkConfig::Http(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
+                            SinkConfig::Slack(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
                             SinkConfig::Exec(c) => {
                                 c.build(&spec.name).map(|s| tokio::spawn(route.drive(s)))
                             }

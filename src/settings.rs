@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chaosflow_sinks::http;
+use chaosflow_sinks::{http, slack};
 use serde_json::{Map, Value};
 
 use crate::experiment::load::{self, LoadError};
@@ -59,6 +59,8 @@ pub struct Settings {
     pub pipeline: pipeline::Options,
     /// Accepted but worth saying (ignored controls...).
     pub warnings: Vec<String>,
+    /// `$SLACK_API_URL`: the Slack API base of Slack sinks that do not set `api_url`.
+    slack_api_url: Option<String>,
 }
 
 /// One problem in a settings file.
@@ -142,6 +144,7 @@ impl Settings {
             sinks: Vec::new(),
             pipeline: pipeline::Options::default(),
             warnings: Vec::new(),
+            slack_api_url: None,
         }
     }
 
@@ -177,6 +180,7 @@ impl Settings {
         let mut settings = Self {
             found: true,
             document: Value::Null,
+            slack_api_url: env("SLACK_API_URL").filter(|u| !u.is_empty()),
             ..Self::empty(path)
         };
         let doc = document.as_object().expect("checked above");
@@ -189,7 +193,7 @@ impl Settings {
             }
         }
         settings.read_notifications(doc.get("notifications"), &mut problems);
-        settings.read_controls(doc.get("controls"), &mut problems);
+        settings.read_controls(doc.get("controls"), env, &mut problems);
         read_auths(doc.get("auths"), &mut problems);
         let (runtime_problems, runtime_warnings) =
             crate::experiment::validate::check_runtime_block(doc.get("runtime"), "runtime");
@@ -228,14 +232,20 @@ impl Settings {
                 }
                 Some("plugin") => {
                     let module = map.get("module").map(python::to_str).unwrap_or_default();
-                    problems.push(problem(
-                        &at,
-                        format!(
-                            "the Python notification plugin '{module}' cannot run in chaosflow; \
-                             use a `sinks:` entry instead (http, slack, otlp, file, or exec to run \
-                             your own program)"
-                        ),
-                    ));
+                    if module == "chaosslack.notification" {
+                        if let Some(config) = ctk_slack(map, &at, problems) {
+                            self.push_sink(at, SinkConfig::Slack(config), problems);
+                        }
+                    } else {
+                        problems.push(problem(
+                            &at,
+                            format!(
+                                "the Python notification plugin '{module}' cannot run in chaosflow; \
+                                 use a `sinks:` entry instead (http, slack, otlp, file, or exec to \
+                                 run your own program)"
+                            ),
+                        ));
+                    }
                 }
                 other => problems.push(problem(
                     format!("{at}.type"),
@@ -248,7 +258,12 @@ impl Settings {
         }
     }
 
-    fn read_controls(&mut self, section: Option<&Value>, problems: &mut Vec<Problem>) {
+    fn read_controls(
+        &mut self,
+        section: Option<&Value>,
+        env: &dyn Fn(&str) -> Option<String>,
+        problems: &mut Vec<Problem>,
+    ) {
         let Some(section) = section.filter(|s| !s.is_null()) else {
             return;
         };
@@ -265,8 +280,13 @@ impl Settings {
                 .get("provider")
                 .and_then(|p| p.get("module"))
                 .map(python::to_str);
-            match module {
+            match module.as_deref() {
                 None => problems.push(problem(&at, "a control needs provider.module")),
+                Some("chaosslack.control") => {
+                    if let Some(config) = slack_control(control, &at, env, problems) {
+                        self.push_sink(at, SinkConfig::Slack(config), problems);
+                    }
+                }
                 Some(module) => self.warnings.push(format!(
                     "{at}: control module '{module}' is a Python control, which chaosflow does \
                      not run; ignoring it"
@@ -304,7 +324,12 @@ impl Settings {
         }
     }
 
-    fn push_sink(&mut self, name: String, config: SinkConfig, problems: &mut Vec<Problem>) {
+    fn push_sink(&mut self, name: String, mut config: SinkConfig, problems: &mut Vec<Problem>) {
+        if let SinkConfig::Slack(c) = &mut config
+            && c.api_url.is_none()
+        {
+            c.api_url = self.slack_api_url.clone();
+        }
         for p in config.validate() {
             let path = if p.path.is_empty() {
                 name.clone()
@@ -396,13 +421,20 @@ impl Settings {
             })
             .unwrap_or_default();
         for spec in &self.sinks {
-            if let SinkConfig::Http(c) = &spec.config {
-                out.extend(
+            match &spec.config {
+                SinkConfig::Http(c) => out.extend(
                     c.headers
                         .iter()
                         .filter(|(name, _)| crate::redact::is_credential_header(name))
                         .map(|(_, v)| Value::String(v.clone())),
-                );
+                ),
+                SinkConfig::Slack(c) => out.extend(
+                    [&c.token, &c.webhook_url]
+                        .into_iter()
+                        .flatten()
+                        .map(|v| Value::String(v.clone())),
+                ),
+                _ => {}
             }
         }
         out
@@ -577,6 +609,115 @@ fn ctk_http(
         }
     };
     (problems.len() == before).then_some(config)
+}
+
+/// The `events:` of a Chaos Toolkit channel: its list, or every event `chaos` sends.
+fn ctk_events(
+    map: &Map<String, Value>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<Vec<String>> {
+    match map.get("events") {
+        None | Some(Value::Null) => Some(
+            CHAOSTOOLKIT_EVENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+        ),
+        Some(Value::Array(items)) if items.is_empty() => Some(
+            CHAOSTOOLKIT_EVENTS
+                .iter()
+                .map(|e| (*e).to_owned())
+                .collect(),
+        ),
+        Some(Value::Array(items)) => Some(items.iter().map(python::to_str).collect()),
+        Some(_) => {
+            problems.push(problem(
+                format!("{at}.events"),
+                "events must be a list of event names",
+            ));
+            None
+        }
+    }
+}
+
+/// chaostoolkit-slack's notifier (`type: plugin`, `module: chaosslack.notification`).
+fn ctk_slack(
+    map: &Map<String, Value>,
+    at: &str,
+    problems: &mut Vec<Problem>,
+) -> Option<slack::Config> {
+    const KEYS: &[&str] = &["type", "module", "func", "token", "channel", "events"];
+    let before = problems.len();
+    for key in map.keys() {
+        if !KEYS.contains(&key.as_str()) {
+            problems.push(problem(
+                format!("{at}.{key}"),
+                format!(
+                    "unknown key; the Slack notifier knows {}",
+                    KEYS[2..].join(", ")
+                ),
+            ));
+        }
+    }
+    let text = |key: &str, problems: &mut Vec<Problem>| match map.get(key).and_then(Value::as_str) {
+        Some(v) if !v.trim().is_empty() => Some(v.to_owned()),
+        _ => {
+            problems.push(problem(
+                format!("{at}.{key}"),
+                format!("the Slack notifier needs a {key} (chaos would silently send nothing)"),
+            ));
+            None
+        }
+    };
+    let token = text("token", problems);
+    let channel = text("channel", problems);
+    let events = ctk_events(map, at, problems);
+    let (Some(token), Some(channel)) = (token, channel) else {
+        return None;
+    };
+    let mut config = slack::Config::chaostoolkit_notification(token, channel);
+    config.events = events;
+    (problems.len() == before).then_some(config)
+}
+
+/// chaostoolkit-slack's control: a run told in a thread; the token from `SLACK_BOT_TOKEN`,
+/// the channel from the control's arguments or `SLACK_CHANNEL`, as the control reads them.
+fn slack_control(
+    control: &Value,
+    at: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<slack::Config> {
+    let channel = control
+        .get("provider")
+        .and_then(|p| p.get("arguments"))
+        .and_then(|a| a.get("channel"))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| env("SLACK_CHANNEL"));
+    let token = env("SLACK_BOT_TOKEN");
+    match (token, channel) {
+        (Some(token), Some(channel)) => Some(slack::Config {
+            token: Some(token),
+            channel: Some(channel),
+            webhook_url: None,
+            api_url: None,
+            style: Some(slack::Style::Thread),
+            events: None,
+        }),
+        (token, _) => {
+            problems.push(problem(
+                at,
+                if token.is_none() {
+                    "the Slack control needs SLACK_BOT_TOKEN in the environment"
+                } else {
+                    "the Slack control needs provider.arguments.channel or SLACK_CHANNEL"
+                },
+            ));
+            None
+        }
+    }
 }
 
 fn read_auths(section: Option<&Value>, problems: &mut Vec<Problem>) {

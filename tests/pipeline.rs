@@ -331,3 +331,210 @@ fn dead_and_slow_sinks_do_not_change_the_experiment() {
         outcome.stderr
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slack, against a local server answering Slack's Web API shapes
+
+fn slack_requests(key: &str) -> Vec<(String, Value)> {
+    server::captured(key)
+        .into_iter()
+        .map(|r| {
+            (
+                r.path.clone(),
+                serde_json::from_str(&r.body).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn slack_web_api_tells_a_run_in_a_thread() {
+    let deviated = support::cases().join("deviated.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(
+        dir.path(),
+        &format!(
+            "sinks:\n  - type: slack\n    token: xoxb-test-token\n    channel: \"#chaos\"\n    api_url: {}/api\n",
+            server::capture_url("slack-thread")
+        ),
+    );
+    let outcome = Run::chaosflow()
+        .settings(&settings)
+        .args(["run", deviated.to_str().unwrap()])
+        .run();
+    assert_eq!(outcome.code, 1, "{}", outcome.stderr);
+    let captured = server::captured("slack-thread");
+    assert!(
+        captured
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer xoxb-test-token")),
+        "the bot token authenticates every call"
+    );
+    let requests = slack_requests("slack-thread");
+    let (root_path, root) = &requests[0];
+    assert_eq!(root_path, "/api/chat.postMessage");
+    assert_eq!(root["channel"], "#chaos");
+    assert_eq!(root["attachments"][0]["color"], "#222831");
+    assert!(root.get("thread_ts").is_none());
+    // Slack answered the root with ts 1700000000.N; every reply goes to that thread.
+    let replies: Vec<&Value> = requests[1..]
+        .iter()
+        .filter(|(p, _)| p == "/api/chat.postMessage")
+        .map(|(_, b)| b)
+        .collect();
+    assert!(replies.len() >= 5, "{replies:#?}");
+    let thread = replies[0]["thread_ts"].as_str().unwrap().to_owned();
+    assert!(
+        replies
+            .iter()
+            .all(|r| r["thread_ts"] == thread.as_str() && r["channel"] == "C0CHAOS")
+    );
+    let texts: Vec<&str> = replies
+        .iter()
+        .map(|r| r["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("Steady state hypothesis (before) is met"))
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("Steady state hypothesis (after) is *not met*"))
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Activity `create-marker` finished with status `succeeded`"))
+    );
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("Experiment is finished with status `Deviated`"))
+    );
+    // The root message is updated with the verdict and its colour.
+    let (_, update) = requests
+        .iter()
+        .find(|(p, _)| p == "/api/chat.update")
+        .expect("an update");
+    assert_eq!(update["ts"], thread.as_str());
+    assert_eq!(update["attachments"][0]["color"], "#FF1700");
+    assert!(outcome.stderr.contains("(slack): "), "a summary line");
+}
+
+#[test]
+fn slack_rate_limits_and_api_errors() {
+    server::script(
+        "slack-limited",
+        vec![(
+            429,
+            vec![("Retry-After", "1"), ("Content-Type", "application/json")],
+            r#"{"ok": false, "error": "ratelimited"}"#,
+        )],
+    );
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: slack\n    token: xoxb-t\n    channel: C1\n    api_url: {}/api\n    style: notification\n    events: [run-started]\n",
+        server::capture_url("slack-limited")
+    ));
+    assert_eq!(outcome.code, 0);
+    let captured = server::captured("slack-limited");
+    assert_eq!(captured.len(), 2, "retried once: {}", outcome.stderr);
+    assert!(
+        captured[1].at - captured[0].at >= Duration::from_millis(950),
+        "after Retry-After"
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("(slack): 1 delivered, 1 retried, 0 dropped, 0 failed"),
+        "{}",
+        outcome.stderr
+    );
+
+    server::script(
+        "slack-refused",
+        vec![(
+            200,
+            vec![("Content-Type", "application/json")],
+            r#"{"ok": false, "error": "channel_not_found"}"#,
+        )],
+    );
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: slack\n    token: xoxb-t\n    channel: C404\n    api_url: {}/api\n    style: notification\n    events: [run-started]\n",
+        server::capture_url("slack-refused")
+    ));
+    assert_eq!(outcome.code, 0);
+    assert_eq!(server::captured("slack-refused").len(), 1, "not retried");
+    assert!(
+        outcome.stderr.contains("channel_not_found"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains("(slack): 0 delivered, 0 retried, 0 dropped, 1 failed")
+    );
+}
+
+#[test]
+fn slack_incoming_webhook() {
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: slack\n    webhook_url: {}/services/T000/B000/SECRET\n    events: [run-completed]\n",
+        server::capture_url("slack-webhook")
+    ));
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let requests = slack_requests("slack-webhook");
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].0, "/services/T000/B000/SECRET");
+    assert_eq!(requests[0].1["text"], "New Chaos Experiment Event");
+    assert_eq!(
+        requests[0].1["attachments"][0]["fields"][1]["value"],
+        "run-completed"
+    );
+    assert!(
+        !outcome.stderr.contains("SECRET"),
+        "webhook URLs stay out of the logs"
+    );
+}
+
+/// The original demo's settings (an http notification with a bearer header, the chaosslack
+/// notifier), only pointed at local receivers: the HTTP notifications are chaos's, the Slack
+/// notifier's messages arrive.
+#[test]
+fn the_original_demo_settings_work_unchanged() {
+    let demo = std::fs::read_to_string(support::repo().join("settings/ctk-demo.yaml")).unwrap();
+    let local = demo.replace("https://mystuff.com/api", &server::capture_url("demo-http"));
+    assert_ne!(local, demo, "the demo's http notification URL was replaced");
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings_file(dir.path(), &local);
+    let outcome = Run::chaosflow()
+        .settings(&settings)
+        .env(
+            "SLACK_API_URL",
+            &format!("{}/api", server::capture_url("demo-slack")),
+        )
+        .args(["run", &hello()])
+        .run();
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    let http = server::captured("demo-http");
+    assert_eq!(http.len(), 2, "run-started and run-completed");
+    assert!(
+        http.iter()
+            .all(|r| r.header("authorization") == Some("Bearer 1234"))
+    );
+    let slack = slack_requests("demo-slack");
+    assert_eq!(slack.len(), 2);
+    assert!(
+        slack
+            .iter()
+            .all(|(p, b)| p == "/api/chat.postMessage" && b["channel"] == "#general")
+    );
+    assert!(
+        server::captured("demo-slack")
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer xop-1235"))
+    );
+    assert!(!outcome.stderr.contains("xop-1235") && !outcome.stderr.contains("Bearer 1234"));
+}

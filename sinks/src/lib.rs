@@ -40,6 +40,7 @@ pub mod file;
 pub mod http;
 pub mod python;
 pub mod retry;
+pub mod slack;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -113,6 +113,30 @@ pub fn captured(key: &str) -> Vec<Captured> {
         .unwrap_or_default()
 }
 
+/// What a capture answers when nothing is scripted: Slack's Web API shape for `api/chat.*`
+/// (a new message `ts` each time), `ok` otherwise (as Slack's incoming webhooks answer).
+fn default_answer(sub: &str) -> Response {
+    static TS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    if sub.starts_with("api/chat.") {
+        let n = TS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ts = format!("1700000000.{n:06}");
+        let body = serde_json::json!({
+            "ok": true, "channel": "C0CHAOS", "ts": ts,
+            "message": {"ts": ts, "text": "", "type": "message"}
+        });
+        return (
+            200,
+            vec![("Content-Type".into(), "application/json".into())],
+            body.to_string(),
+        );
+    }
+    (
+        200,
+        vec![("Content-Type".into(), "text/html".into())],
+        "ok".into(),
+    )
+}
+
 /// A URL whose server accepts connections and never answers.
 pub fn blackhole_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
@@ -254,7 +278,7 @@ fn serve(stream: TcpStream) -> std::io::Result<()> {
             .unwrap()
             .get_mut(key)
             .and_then(VecDeque::pop_front);
-        let (status, headers, body) = next.unwrap_or((200, Vec::new(), "ok".into()));
+        let (status, headers, body) = next.unwrap_or_else(|| default_answer(sub));
         let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
