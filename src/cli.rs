@@ -578,6 +578,10 @@ async fn execute(args: &RunArgs, settings: &Settings, emitter: &Emitter) -> Resu
         rollback_strategy: rollbacks,
         hypothesis_frequency: args.hypothesis_frequency,
         fail_fast: args.fail_fast,
+        traceparent: settings
+            .sinks
+            .iter()
+            .any(|s| matches!(s.config, crate::pipeline::SinkConfig::Otlp(_))),
     };
     let journal = runner::run(experiment, scope, overlay, options, emitter.clone()).await;
 

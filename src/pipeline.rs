@@ -13,7 +13,7 @@ use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use chaosflow_sinks::retry::Backoff;
-use chaosflow_sinks::{BuildError, Event, Sink, exec, file, http, slack};
+use chaosflow_sinks::{BuildError, Event, Sink, exec, file, http, otlp, slack};
 use tokio::sync::mpsc;
 
 use crate::events::{Publisher, QueueCounts};
@@ -37,6 +37,8 @@ pub enum SinkConfig {
     Http(http::Config),
     /// Slack messages.
     Slack(slack::Config),
+    /// OpenTelemetry traces and logs.
+    Otlp(otlp::Config),
     /// A program fed JSON Lines.
     Exec(exec::Config),
 }
@@ -48,6 +50,7 @@ impl SinkConfig {
             Self::File(_) => "file",
             Self::Http(_) => "http",
             Self::Slack(_) => "slack",
+            Self::Otlp(_) => "otlp",
             Self::Exec(_) => "exec",
         }
     }
@@ -58,6 +61,7 @@ impl SinkConfig {
             Self::File(c) => c.events.as_deref(),
             Self::Http(c) => c.events.as_deref(),
             Self::Slack(c) => c.events.as_deref(),
+            Self::Otlp(c) => c.events.as_deref(),
             Self::Exec(c) => c.events.as_deref(),
         }
         .map(|e| e as &[String])
@@ -69,6 +73,7 @@ impl SinkConfig {
             Self::File(c) => c.validate(),
             Self::Http(c) => c.validate(),
             Self::Slack(c) => c.validate(),
+            Self::Otlp(c) => c.validate(),
             Self::Exec(c) => c.validate(),
         }
     }
@@ -242,6 +247,7 @@ impl Pipeline {
                             SinkConfig::File(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
                             SinkConfig::Http(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
                             SinkConfig::Slack(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
+                            SinkConfig::Otlp(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
                             SinkConfig::Exec(c) => {
                                 c.build(&spec.name).map(|s| tokio::spawn(route.drive(s)))
                             }

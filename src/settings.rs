@@ -15,7 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chaosflow_sinks::{http, slack};
+use chaosflow_sinks::{http, otlp, slack};
 use serde_json::{Map, Value};
 
 use crate::experiment::load::{self, LoadError};
@@ -287,6 +287,17 @@ impl Settings {
                         self.push_sink(at, SinkConfig::Slack(config), problems);
                     }
                 }
+                Some("chaostracing.oltp") => {
+                    // chaostoolkit-opentracing's OpenTelemetry control: OTLP over
+                    // HTTP/protobuf, configured by the standard OTEL_* variables, service
+                    // `chaostoolkit`. Its `trace_*` arguments instrument Python HTTP clients;
+                    // chaosflow's equivalent (a traceparent on HTTP probes) is always on.
+                    let mut config = otlp::Config::from_environment(Some("chaostoolkit".into()));
+                    if env("OTEL_EXPORTER_OTLP_PROTOCOL").is_none() {
+                        config.protocol = Some(otlp::Protocol::HttpProtobuf);
+                    }
+                    self.push_sink(at, SinkConfig::Otlp(config), problems);
+                }
                 Some(module) => self.warnings.push(format!(
                     "{at}: control module '{module}' is a Python control, which chaosflow does \
                      not run; ignoring it"
@@ -434,6 +445,16 @@ impl Settings {
                         .flatten()
                         .map(|v| Value::String(v.clone())),
                 ),
+                // Every OTLP header is a credential in practice (x-honeycomb-team,
+                // dd-api-key...), whatever its name.
+                SinkConfig::Otlp(c) => {
+                    out.extend(c.headers.values().map(|v| Value::String(v.clone())));
+                    out.extend(
+                        otlp::environment_header_values()
+                            .into_iter()
+                            .map(Value::String),
+                    );
+                }
                 _ => {}
             }
         }
@@ -469,6 +490,13 @@ impl Settings {
             .iter()
             .map(|s| {
                 let mut v = serde_json::to_value(&s.config).expect("sink configs serialize");
+                if let Some(Value::Object(headers)) = v.get_mut("headers")
+                    && matches!(s.config, SinkConfig::Otlp(_))
+                {
+                    for value in headers.values_mut() {
+                        *value = Value::String(crate::redact::MASK.into());
+                    }
+                }
                 if let Value::Object(m) = &mut v {
                     m.insert("from".into(), Value::String(s.name.clone()));
                 }

@@ -422,6 +422,7 @@ fn a_stuck_subscriber_never_blocks_the_runner() {
             rollback_strategy: "default".into(),
             hypothesis_frequency: 1.0,
             fail_fast: false,
+            traceparent: false,
         };
         runner::run(
             experiment,

@@ -5,11 +5,13 @@
 //! - `events`: the event stream, parsed with the tests' own types;
 //! - `cli`: the command line's own behaviour (errors, secrets, options);
 //! - `pipeline`: sinks against real receivers, and notifications against `chaos`'s;
+//! - `otlp`: the OTLP sink against a real collector and a queryable trace backend;
 //! - `jsonpath`: the jsonpath2 dialect against jsonpath2.
 
 mod cli;
 mod conformance;
 mod events;
 mod jsonpath;
+mod otlp;
 mod pipeline;
 mod support;

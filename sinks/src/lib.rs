@@ -8,6 +8,8 @@
 //!
 //! - [`file`]: JSON Lines in a file, with rotation and retention;
 //! - [`http`]: Chaos Toolkit's notification requests, or batches of envelopes;
+//! - [`slack`]: a Slack thread per run, or notifications, through the Web API or a webhook;
+//! - [`otlp`]: each run as an OpenTelemetry trace, each event as a log record;
 //! - [`exec`]: any program, fed JSON Lines on its stdin.
 //!
 //! Sinks know event names, phases and JSON payloads, never experiments or Kubernetes objects.
@@ -38,6 +40,7 @@ mod event;
 pub mod exec;
 pub mod file;
 pub mod http;
+pub mod otlp;
 pub mod python;
 pub mod retry;
 pub mod slack;

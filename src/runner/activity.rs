@@ -140,6 +140,9 @@ pub(crate) async fn execute(
         Ok(Value::Null)
     } else {
         let label = format!("{kind} '{}'", activity.name);
+        let traceparent = ctx
+            .traceparent
+            .then(|| chaosflow_sinks::otlp::traceparent(ctx.emitter.run_id(), started_seq));
         with_progress(
             &label,
             super::run_provider(
@@ -147,6 +150,7 @@ pub(crate) async fn execute(
                 activity.provider,
                 activity.name,
                 activity.raw.contains_key("tolerance"),
+                traceparent.as_deref(),
             ),
         )
         .await

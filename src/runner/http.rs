@@ -6,6 +6,9 @@
 //! output is `{"status", "headers", "body"}` with the body parsed as JSON only when the
 //! response's Content-Type is exactly `application/json`. No status code is a failure;
 //! connection errors and timeouts are.
+//!
+//! When the run is traced (an OTLP sink), the request carries the activity span's W3C
+//! `traceparent`, unless the experiment sets one itself.
 
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ pub(crate) async fn run(
     provider: &Map<String, Value>,
     has_tolerance: bool,
     scope: &Scope,
+    traceparent: Option<&str>,
 ) -> Result<Value, ProviderError> {
     let url = provider
         .get("url")
@@ -68,6 +72,13 @@ pub(crate) async fn run(
             )));
         };
         header_list.push((name.clone(), v.clone()));
+    }
+    if let Some(traceparent) = traceparent
+        && !headers
+            .keys()
+            .any(|n| n.eq_ignore_ascii_case("traceparent"))
+    {
+        header_list.push(("traceparent".into(), traceparent.to_owned()));
     }
 
     let mut body = None;

@@ -346,7 +346,7 @@ async fn probe_tolerance(
         return Err(format!("probe tolerance '{name}' needs a provider"));
     };
     let has_tolerance = checker.get("tolerance").is_some();
-    match super::run_provider(ctx, provider, &name, has_tolerance).await {
+    match super::run_provider(ctx, provider, &name, has_tolerance, None).await {
         Ok(result) => Ok(python::truthy(&result)),
         Err(ProviderError::Failed(_)) => Ok(false),
         Err(ProviderError::Fatal(e)) => Err(e),

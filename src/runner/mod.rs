@@ -136,6 +136,9 @@ pub struct RunOptions {
     pub hypothesis_frequency: f64,
     /// Fail the run at the first unmet during-method evaluation.
     pub fail_fast: bool,
+    /// Send the W3C `traceparent` of each activity's span with its HTTP requests, so the
+    /// target's own traces join the run's trace (on when an OTLP sink traces the run).
+    pub traceparent: bool,
 }
 
 /// Why a provider call did not produce an output.
@@ -181,6 +184,8 @@ pub(crate) struct Ctx {
     emitter: Emitter,
     /// Variables from `.env` var files, given to child processes.
     env: Arc<BTreeMap<String, String>>,
+    /// See [`RunOptions::traceparent`].
+    traceparent: bool,
     state: Mutex<RunState>,
 }
 
@@ -234,8 +239,17 @@ pub(crate) async fn run_provider(
     provider: &Map<String, Value>,
     name: &str,
     has_tolerance: bool,
+    traceparent: Option<&str>,
 ) -> Result<Value, ProviderError> {
-    call_provider(provider, name, has_tolerance, &ctx.scope, &ctx.env).await
+    call_provider(
+        provider,
+        name,
+        has_tolerance,
+        &ctx.scope,
+        &ctx.env,
+        traceparent,
+    )
+    .await
 }
 
 async fn call_provider(
@@ -244,10 +258,11 @@ async fn call_provider(
     has_tolerance: bool,
     scope: &Scope,
     env: &BTreeMap<String, String>,
+    traceparent: Option<&str>,
 ) -> Result<Value, ProviderError> {
     match provider.get("type").and_then(Value::as_str) {
         Some("process") => process::run(provider, has_tolerance, scope, env).await,
-        Some("http") => http::run(provider, has_tolerance, scope).await,
+        Some("http") => http::run(provider, has_tolerance, scope, traceparent).await,
         Some("python") => Err(ProviderError::Failed(format!(
             "activity '{name}' uses the Python module '{}' (function '{}'), which chaosflow \
              cannot run: Python providers are not supported yet",
@@ -307,7 +322,7 @@ pub async fn configure(
         let name = value.get("name").map(python::to_str).unwrap_or_default();
         let provider_type = provider.get("type").and_then(Value::as_str).unwrap_or("");
         let has_tolerance = value.get("tolerance").is_some();
-        match call_provider(provider, &name, has_tolerance, &scope, env_overlay).await {
+        match call_provider(provider, &name, has_tolerance, &scope, env_overlay, None).await {
             Ok(output) => match provider_type {
                 "process" if output.get("status") != Some(&json!(0)) => {
                     failures = true;
@@ -381,6 +396,7 @@ pub async fn run(
         targets,
         emitter,
         env: env_overlay,
+        traceparent: options.traceparent,
         state: Mutex::new(RunState::default()),
     });
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: the built binary, the real `chaos` (the oracle),
 //! a local HTTP server for http probes, and runs in fresh working directories.
 
+pub mod otel;
 pub mod server;
 
 use std::path::{Path, PathBuf};
