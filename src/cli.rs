@@ -292,7 +292,10 @@ impl Stream {
         let mut publisher = Publisher::new();
         let pipeline = Pipeline::start(&settings.sinks, &mut publisher, settings.pipeline)
             .map_err(|e| {
-                tracing::error!("Cannot start the sinks of {}: {e}", settings.path.display());
+                tracing::error!(
+                    "Cannot start the sinks of {}: {e}.",
+                    settings.path.display()
+                );
                 1
             })?;
         let emitter = Emitter::new(path, publisher).map_err(|e| {

@@ -11,10 +11,9 @@
 //! experiments given as URLs.
 
 use std::io;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use url::Url;
@@ -361,7 +360,7 @@ async fn tunnel(
 }
 
 async fn tls(stream: Box<dyn Stream>, host: &str, verify: bool) -> Result<Box<dyn Stream>, Error> {
-    let config = tls_config(verify)?;
+    let config = chaosflow_sinks::tls::client_config(verify);
     let name = ServerName::try_from(host.to_owned())
         .map_err(|e| Error::Invalid(format!("invalid TLS server name {host:?}: {e}")))?;
     let tls = tokio_rustls::TlsConnector::from(config)
@@ -369,191 +368,6 @@ async fn tls(stream: Box<dyn Stream>, host: &str, verify: bool) -> Result<Box<dy
         .await
         .map_err(|e| Error::Connect(format!("TLS handshake failed: {e}")))?;
     Ok(Box::new(tls))
-}
-
-fn tls_config(verify: bool) -> Result<Arc<rustls::ClientConfig>, Error> {
-    static VERIFYING: OnceLock<Result<Arc<rustls::ClientConfig>, String>> = OnceLock::new();
-    static TRUSTING: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
-    let provider = || Arc::new(rustls::crypto::ring::default_provider());
-    if !verify {
-        let config = TRUSTING.get_or_init(|| {
-            let config = rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions")
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(NoVerification(provider())))
-                .with_no_client_auth();
-            Arc::new(config)
-        });
-        return Ok(config.clone());
-    }
-    VERIFYING
-        .get_or_init(|| {
-            let (roots, listed) = root_store()?;
-            let builder = rustls::ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .expect("ring supports the default protocol versions");
-            let config = if listed.is_empty() {
-                builder.with_root_certificates(roots).with_no_client_auth()
-            } else {
-                let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-                    Arc::new(roots),
-                    provider(),
-                )
-                .build()
-                .map_err(|e| format!("invalid CA bundle: {e}"))?;
-                builder
-                    .dangerous()
-                    .with_custom_certificate_verifier(Arc::new(BundleVerifier { webpki, listed }))
-                    .with_no_client_auth()
-            };
-            Ok(Arc::new(config))
-        })
-        .clone()
-        .map_err(Error::Invalid)
-}
-
-/// Mozilla's roots (as `requests`' certifi), or the bundle named by `REQUESTS_CA_BUNDLE`,
-/// `CURL_CA_BUNDLE` or `SSL_CERT_FILE` with the certificates it lists.
-fn root_store() -> Result<(rustls::RootCertStore, Vec<CertificateDer<'static>>), String> {
-    let mut store = rustls::RootCertStore::empty();
-    let mut listed = Vec::new();
-    let bundle = ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE"]
-        .iter()
-        .find_map(|var| {
-            std::env::var(var)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .map(|v| (*var, v))
-        });
-    match bundle {
-        Some((var, path)) => {
-            let certs = CertificateDer::pem_file_iter(&path)
-                .map_err(|e| format!("cannot read CA bundle {path} (from {var}): {e}"))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| format!("invalid CA bundle {path} (from {var}): {e}"))?;
-                // Certificates webpki cannot use as anchors are still trusted as listed ones.
-                let _ = store.add(cert.clone());
-                listed.push(cert);
-            }
-        }
-        None => store.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    Ok((store, listed))
-}
-
-/// Verification with a user's CA bundle: the Web PKI rules, and, as OpenSSL (so `requests`)
-/// allows, a server certificate that is itself listed in the bundle (a self-signed one) when
-/// its names match the server.
-#[derive(Debug)]
-struct BundleVerifier {
-    webpki: Arc<rustls::client::WebPkiServerVerifier>,
-    listed: Vec<CertificateDer<'static>>,
-}
-
-impl rustls::client::danger::ServerCertVerifier for BundleVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        match self.webpki.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        ) {
-            Ok(verified) => Ok(verified),
-            Err(error) => {
-                if !self
-                    .listed
-                    .iter()
-                    .any(|c| c.as_ref() == end_entity.as_ref())
-                {
-                    return Err(error);
-                }
-                let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
-                rustls::client::verify_server_name(&parsed, server_name)?;
-                Ok(rustls::client::danger::ServerCertVerified::assertion())
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        self.webpki.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.webpki.supported_verify_schemes()
-    }
-}
-
-/// `verify_tls: false`: accept any certificate, still checking handshake signatures.
-#[derive(Debug)]
-struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for NoVerification {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

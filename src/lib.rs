@@ -1,27 +1,31 @@
-//! chaosflow runs Chaos Toolkit experiments natively and reports what they did as a stream of
-//! structured journal events.
+//! chaosflow runs Chaos Toolkit experiments natively, reports what they did as a stream of
+//! structured journal events, and delivers the stream to the sinks its settings name.
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`run`, `validate`), exit codes; the only place that turns
-//!   errors into messages and exit codes.
+//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`), exit codes; the
+//!   only place that turns errors into messages and exit codes.
 //! - [`telemetry`]: logging through `tracing`, rendered as Chaos Toolkit's console and
 //!   `chaostoolkit.log` lines.
-//! - [`settings`]: the Chaos Toolkit `settings.yaml` (runtime strategies, loader auths).
+//! - [`settings`]: `settings.yaml`: Chaos Toolkit's keys (notifications, controls, runtime
+//!   strategies, loader auths) and chaosflow's (`sinks:`, `pipeline:`), validated up front.
 //! - [`experiment`]: the experiment document: loading (file or URL), configuration, secrets,
 //!   variables and validation.
 //! - [`runner`]: executing an experiment with `chaos`'s semantics: hypothesis, method,
 //!   rollbacks, providers (`process`, `http`), tolerances, strategies, signals.
 //! - [`journal`]: `journal.json`, key for key as `chaos` writes it.
 //! - [`events`]: the journal event stream (schema, emitter, non-blocking publisher).
+//! - [`pipeline`]: from the publisher to the sinks (the `chaosflow-sinks` crate): a bounded
+//!   queue and a task per sink, retries, drops, the drain and its delivery summary.
 //! - [`substitute`], [`python`], [`jsonpath`]: the parts of Chaos Toolkit's behaviour that come
 //!   from Python: `${}` substitution, `str()`/`repr()`/`==`, `re`, and the jsonpath2 dialect.
 //! - [`http_client`]: an HTTP/1.1 client that behaves like Python `requests`.
 //! - [`redact`]: keeping secrets out of logs, journals and events.
 //! - [`sys`]: host facts (node, platform) and `which`.
 //!
-//! Dependencies point one way: `cli` → `runner` → `experiment`, `journal`, `events`; nothing
-//! below `cli` knows about the command line.
+//! Dependencies point one way: `cli` → `runner` → `experiment`, `journal`, `events`; `cli` →
+//! `settings` → `pipeline` → `events` and the sinks; nothing below `cli` knows about the command
+//! line, and the sinks know nothing of experiments.
 
 pub mod cli;
 pub mod events;

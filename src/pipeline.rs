@@ -194,9 +194,14 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds every sink, subscribes it to `publisher` and starts delivering.
     ///
+    /// The sinks are built on the pipeline's thread while the run starts: building one costs
+    /// milliseconds (TLS roots, clients), which the runner does not wait for. A sink that
+    /// cannot be built (file not writable, unreadable CA bundle) is reported at once in the
+    /// log; its events count as failed in its summary.
+    ///
     /// # Errors
     ///
-    /// A sink cannot be built (file not writable, TLS setup...): nothing is started.
+    /// The pipeline's thread cannot be started.
     pub fn start(
         specs: &[SinkSpec],
         publisher: &mut Publisher,
@@ -217,18 +222,29 @@ impl Pipeline {
             });
             queues.push((spec.clone(), sub.events, stats));
         }
-        let (built_tx, built) = std_mpsc::channel::<Result<(), BuildError>>();
+        if queues.is_empty() {
+            // The embedded defaults: no thread, no runtime (they would cost memory for nothing).
+            drop(finished_tx);
+            return Ok(Self {
+                routes,
+                deadline,
+                finished,
+                drain_timeout: options.drain_timeout,
+            });
+        }
         let task_deadline = deadline.clone();
         std::thread::Builder::new()
             .name("chaosflow-sinks".into())
             .spawn(move || {
+                // Delivering is background work: under CPU contention the run goes first.
+                crate::sys::lower_thread_priority(10);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = built_tx.send(Err(BuildError(format!("sink runtime: {e}"))));
+                        tracing::error!(error = %e, "Cannot start the sinks' runtime: {e}; their events are lost.");
                         return;
                     }
                 };
@@ -243,25 +259,31 @@ impl Pipeline {
                             max_attempts: options.max_attempts.max(1),
                             backoff: Backoff::default(),
                         };
-                        let task = match &spec.config {
-                            SinkConfig::File(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
-                            SinkConfig::Http(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
-                            SinkConfig::Slack(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
-                            SinkConfig::Otlp(c) => c.build().map(|s| tokio::spawn(route.drive(s))),
-                            SinkConfig::Exec(c) => {
-                                c.build(&spec.name).map(|s| tokio::spawn(route.drive(s)))
-                            }
-                        };
-                        match task {
-                            Ok(task) => tasks.push(task),
-                            Err(e) => {
-                                let _ =
-                                    built_tx.send(Err(BuildError(format!("{}: {e}", spec.name))));
-                                return;
-                            }
+                        // A sink that cannot start still drains its queue, as failures.
+                        macro_rules! start {
+                            ($built:expr) => {
+                                match $built {
+                                    Ok(sink) => tokio::spawn(route.drive(sink)),
+                                    Err(e) => {
+                                        tracing::error!(
+                                            sink = %spec.name,
+                                            error = %e,
+                                            "Sink {} cannot start: {e}; its events are lost.",
+                                            spec.name
+                                        );
+                                        tokio::spawn(route.discard())
+                                    }
+                                }
+                            };
                         }
+                        tasks.push(match &spec.config {
+                            SinkConfig::File(c) => start!(c.build()),
+                            SinkConfig::Http(c) => start!(c.build()),
+                            SinkConfig::Slack(c) => start!(c.build()),
+                            SinkConfig::Otlp(c) => start!(c.build()),
+                            SinkConfig::Exec(c) => start!(c.build(&spec.name)),
+                        });
                     }
-                    let _ = built_tx.send(Ok(()));
                     for task in tasks {
                         let _ = task.await;
                     }
@@ -269,9 +291,6 @@ impl Pipeline {
                 let _ = finished_tx.send(());
             })
             .map_err(|e| BuildError(format!("cannot start the sink thread: {e}")))?;
-        built
-            .recv()
-            .map_err(|_| BuildError("the sink thread stopped while starting".into()))??;
         Ok(Self {
             routes,
             deadline,
@@ -289,7 +308,29 @@ impl Pipeline {
     /// publisher closed, and reports. Call after [`crate::events::Emitter::close`].
     pub fn shutdown(self) -> Vec<Summary> {
         self.deadline.set(self.drain_timeout);
-        let _ = self.finished.recv_timeout(self.drain_timeout);
+        // A long drain says what it waits for, as the runner does for long activities.
+        let first = self.drain_timeout.min(Duration::from_secs(1));
+        if let Err(std_mpsc::RecvTimeoutError::Timeout) = self.finished.recv_timeout(first) {
+            let pending: u64 = self
+                .routes
+                .iter()
+                .map(|r| {
+                    r.queue.accepted.load(Ordering::Relaxed).saturating_sub(
+                        r.stats.delivered.load(Ordering::Relaxed)
+                            + r.stats.failed.load(Ordering::Relaxed),
+                    )
+                })
+                .sum();
+            let rest = self.drain_timeout - first;
+            if !rest.is_zero() {
+                tracing::info!(
+                    pending,
+                    "Delivering {pending} more event(s) to the sinks (up to {:.0}s)...",
+                    rest.as_secs_f64()
+                );
+                let _ = self.finished.recv_timeout(rest);
+            }
+        }
         self.routes
             .iter()
             .map(|r| {
@@ -330,9 +371,19 @@ impl Driver {
                 .await;
             self.deliver(&mut sink, &batch).await;
             batch.clear();
+            // Sinks share one thread: a sink whose queue never empties (a fast file sink
+            // under a burst) must let the others, and the I/O they wait on, have their turn.
+            tokio::task::yield_now().await;
         }
         if let Err(e) = sink.close().await {
             tracing::warn!(sink = %self.name, error = %e, "Sink {}: closing failed ({e}).", self.name);
+        }
+    }
+
+    /// The queue of a sink that could not start: every event counts as failed.
+    async fn discard(mut self) {
+        while self.events.recv().await.is_some() {
+            self.stats.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 

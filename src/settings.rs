@@ -292,7 +292,8 @@ impl Settings {
                     // HTTP/protobuf, configured by the standard OTEL_* variables, service
                     // `chaostoolkit`. Its `trace_*` arguments instrument Python HTTP clients;
                     // chaosflow's equivalent (a traceparent on HTTP probes) is always on.
-                    let mut config = otlp::Config::from_environment(Some("chaostoolkit".into()));
+                    let service = env("OTEL_SERVICE_NAME").unwrap_or_else(|| "chaostoolkit".into());
+                    let mut config = otlp::Config::from_environment(Some(service));
                     if env("OTEL_EXPORTER_OTLP_PROTOCOL").is_none() {
                         config.protocol = Some(otlp::Protocol::HttpProtobuf);
                     }
@@ -614,28 +615,7 @@ fn ctk_http(
             )),
         }
     }
-    config.events = match map.get("events") {
-        None | Some(Value::Null) => Some(
-            CHAOSTOOLKIT_EVENTS
-                .iter()
-                .map(|e| (*e).to_owned())
-                .collect(),
-        ),
-        Some(Value::Array(items)) if items.is_empty() => Some(
-            CHAOSTOOLKIT_EVENTS
-                .iter()
-                .map(|e| (*e).to_owned())
-                .collect(),
-        ),
-        Some(Value::Array(items)) => Some(items.iter().map(python::to_str).collect()),
-        Some(_) => {
-            problems.push(problem(
-                format!("{at}.events"),
-                "events must be a list of event names",
-            ));
-            None
-        }
-    };
+    config.events = ctk_events(map, at, problems);
     (problems.len() == before).then_some(config)
 }
 
@@ -646,18 +626,14 @@ fn ctk_events(
     problems: &mut Vec<Problem>,
 ) -> Option<Vec<String>> {
     match map.get("events") {
+        // Absent or empty: everything `chaos` notifies.
         None | Some(Value::Null) => Some(
             CHAOSTOOLKIT_EVENTS
                 .iter()
                 .map(|e| (*e).to_owned())
                 .collect(),
         ),
-        Some(Value::Array(items)) if items.is_empty() => Some(
-            CHAOSTOOLKIT_EVENTS
-                .iter()
-                .map(|e| (*e).to_owned())
-                .collect(),
-        ),
+        Some(Value::Array(items)) if items.is_empty() => ctk_events(&Map::new(), at, problems),
         Some(Value::Array(items)) => Some(items.iter().map(python::to_str).collect()),
         Some(_) => {
             problems.push(problem(

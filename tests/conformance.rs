@@ -1226,30 +1226,7 @@ impl Drop for TlsServer {
 
 fn tls_server() -> TlsServer {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    let status = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .expect("openssl (Debian's openssl package) makes the test certificate");
-    assert!(status.success());
+    let (cert, key) = support::self_signed_cert(dir.path());
     let script = r#"
 import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):

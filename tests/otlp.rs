@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::support::otel::{Log, Phoenix, Rotel, Span, eventually};
 use crate::support::server;
-use crate::support::{Outcome, Run};
+use crate::support::{Outcome, Run, TlsProxy};
 
 /// The spans of the traced experiment: five structural spans and five activities.
 const SPANS: usize = 10;
@@ -282,7 +282,7 @@ fn traces_and_logs_reach_a_real_collector_over_grpc_and_http() {
 
 /// chaostoolkit-opentracing's control in an existing settings.yaml is served by the OTLP sink,
 /// configured as that control is: `OTEL_EXPORTER_OTLP_ENDPOINT`, HTTP/protobuf, service
-/// `chaostoolkit`.
+/// `chaostoolkit`, resource attributes from `OTEL_RESOURCE_ATTRIBUTES`.
 #[test]
 fn the_chaostracing_control_is_served_natively() {
     let rotel = Rotel::start();
@@ -292,10 +292,16 @@ fn the_chaostracing_control_is_served_natively() {
     let (outcome, events) = run(
         settings,
         &experiment,
-        &[(
-            "OTEL_EXPORTER_OTLP_ENDPOINT",
-            format!("http://127.0.0.1:{}", rotel.http),
-        )],
+        &[
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{}", rotel.http),
+            ),
+            (
+                "OTEL_RESOURCE_ATTRIBUTES",
+                "deployment.environment=ci,team=chaos".into(),
+            ),
+        ],
     );
     assert!(!outcome.stderr.contains("ignoring"), "{}", outcome.stderr);
     let spans = eventually(Duration::from_secs(15), || {
@@ -304,6 +310,9 @@ fn the_chaostracing_control_is_served_natively() {
     })
     .unwrap_or_else(|| panic!("no trace; the collector printed:\n{}", rotel.output()));
     assert!(spans.iter().all(|s| s.service == "chaostoolkit"));
+    let resource = &spans[0].resource;
+    assert_eq!(resource["deployment.environment"], "Str(ci)");
+    assert_eq!(resource["team"], "Str(chaos)");
     assert_eq!(one(&spans, "experiment").trace_id, trace_id(&events));
 }
 
@@ -368,4 +377,78 @@ fn a_run_can_be_found_in_a_trace_backend() {
     assert_eq!(statuses["service-answers"], ("succeeded", "OK"));
     assert_eq!(statuses["repair"], ("succeeded", "OK"));
     assert_eq!(statuses["unreachable"], ("failed", "ERROR"));
+}
+
+/// Collectors behind TLS (as hosted backends are): gRPC and HTTP/protobuf exports over
+/// `https`, trusting a private CA through `REQUESTS_CA_BUNDLE`, as the rest of chaosflow does;
+/// a collector whose CA is not trusted is refused, and its events are counted as failed.
+#[test]
+fn exports_over_tls_trust_the_configured_bundle() {
+    let rotel = Rotel::start();
+    let grpc = TlsProxy::start(rotel.grpc, &["h2"]);
+    let http = TlsProxy::start(rotel.http, &["h2", "http/1.1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let experiment = traced_experiment(dir.path(), "otlp-tls");
+    let settings = format!(
+        "sinks:\n  - type: otlp\n    endpoint: https://127.0.0.1:{}\n    service_name: tls-grpc\n    timeout: 5\n  - type: otlp\n    endpoint: https://127.0.0.1:{}\n    protocol: http/protobuf\n    service_name: tls-http\n    timeout: 5\npipeline:\n  max_attempts: 1\n",
+        grpc.port, http.port
+    );
+    let (outcome, events) = run(
+        &settings,
+        &experiment,
+        &[("REQUESTS_CA_BUNDLE", grpc.ca.display().to_string())],
+    );
+    // Each proxy has its own CA: only the trusted one's collector is reached.
+    assert!(
+        outcome
+            .stderr
+            .contains(&format!("Sink sinks[0] (otlp): {} delivered", events.len())),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("Sink sinks[1] (otlp): 0 delivered"),
+        "the other certificate is not trusted: {}",
+        outcome.stderr
+    );
+    let spans = eventually(Duration::from_secs(15), || {
+        let spans = rotel.spans();
+        (spans.iter().filter(|s| s.service == "tls-grpc").count() == SPANS).then_some(spans)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no trace over TLS; the collector printed:\n{}",
+            rotel.output()
+        )
+    });
+    assert!(spans.iter().all(|s| s.service == "tls-grpc"));
+
+    // Trusting the HTTP proxy's CA instead: HTTP/protobuf over TLS gets through.
+    let (outcome, events) = run(
+        &settings,
+        &experiment,
+        &[("REQUESTS_CA_BUNDLE", http.ca.display().to_string())],
+    );
+    assert!(
+        outcome
+            .stderr
+            .contains(&format!("Sink sinks[1] (otlp): {} delivered", events.len())),
+        "{}",
+        outcome.stderr
+    );
+    eventually(Duration::from_secs(15), || {
+        (rotel
+            .spans()
+            .iter()
+            .filter(|s| s.service == "tls-http")
+            .count()
+            == SPANS)
+            .then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no trace over HTTPS; the collector printed:\n{}",
+            rotel.output()
+        )
+    });
 }

@@ -332,6 +332,89 @@ fn dead_and_slow_sinks_do_not_change_the_experiment() {
     );
 }
 
+/// A sink that cannot start (its file cannot be created) is reported at once and in its
+/// summary; the experiment runs and ends as it would without it.
+#[test]
+fn a_sink_that_cannot_start_does_not_stop_the_run() {
+    let outcome = run_with(
+        "sinks:\n  - type: file\n    path: /dev/null/events.jsonl\n  - type: exec\n    command: [\"true\"]\n",
+    );
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert_eq!(outcome.journal()["status"], "completed");
+    let events = stream(&outcome).len();
+    assert!(
+        outcome.stderr.contains("Sink sinks[0] cannot start"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains(&format!(
+            "Sink sinks[0] (file): 0 delivered, 0 retried, 0 dropped, {events} failed"
+        )),
+        "{}",
+        outcome.stderr
+    );
+}
+
+/// An HTTPS receiver signed by a private CA: reached when `REQUESTS_CA_BUNDLE` names the CA
+/// (the runner's TLS policy, shared by every sink), refused without it, reached again with
+/// `verify_tls: false`.
+#[test]
+fn https_sinks_follow_the_runners_tls_policy() {
+    let port: u16 = server::base_url()
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let proxy = support::TlsProxy::start(port, &["http/1.1"]);
+    let sink = |key: &str, verify: bool| {
+        format!(
+            "  - type: http\n    url: https://127.0.0.1:{}/capture/{key}\n    format: events\n    verify_tls: {verify}\n",
+            proxy.port
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "sinks:\n{}{}pipeline:\n  max_attempts: 1\n",
+        sink("tls-trusted", true),
+        sink("tls-unverified", false)
+    );
+    let settings = settings_file(dir.path(), &yaml);
+    let ca = proxy.ca.display().to_string();
+    let trusted = Run::chaosflow()
+        .settings(&settings)
+        .env("REQUESTS_CA_BUNDLE", &ca)
+        .args(["run", &hello()])
+        .run();
+    assert_eq!(trusted.code, 0, "{}", trusted.stderr);
+    assert!(
+        !server::captured("tls-trusted").is_empty(),
+        "{}",
+        trusted.stderr
+    );
+    let unverified = server::captured("tls-unverified").len();
+    assert!(unverified > 0, "verify_tls: false reaches it");
+
+    // Mozilla's roots only: the private CA is refused; the unverified sink still delivers.
+    let untrusted = Run::chaosflow()
+        .settings(&settings)
+        .env("REQUESTS_CA_BUNDLE", "")
+        .env("CURL_CA_BUNDLE", "")
+        .env("SSL_CERT_FILE", "")
+        .args(["run", &hello()])
+        .run();
+    assert_eq!(untrusted.code, 0, "a sink's failure never fails the run");
+    assert!(
+        untrusted
+            .stderr
+            .contains("Sink sinks[0] (http): 0 delivered"),
+        "{}",
+        untrusted.stderr
+    );
+    assert!(server::captured("tls-unverified").len() > unverified);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Slack, against a local server answering Slack's Web API shapes
 
@@ -382,7 +465,12 @@ fn slack_web_api_tells_a_run_in_a_thread() {
         .filter(|(p, _)| p == "/api/chat.postMessage")
         .map(|(_, b)| b)
         .collect();
-    assert!(replies.len() >= 5, "{replies:#?}");
+    // One section per event told; events ready together share a message.
+    let sections: usize = replies
+        .iter()
+        .map(|r| r["blocks"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert!(sections >= 5, "{replies:#?}");
     let thread = replies[0]["thread_ts"].as_str().unwrap().to_owned();
     assert!(
         replies
@@ -396,12 +484,12 @@ fn slack_web_api_tells_a_run_in_a_thread() {
     assert!(
         texts
             .iter()
-            .any(|t| t.starts_with("Steady state hypothesis (before) is met"))
+            .any(|t| t.contains("Steady state hypothesis (before) is met"))
     );
     assert!(
         texts
             .iter()
-            .any(|t| t.starts_with("Steady state hypothesis (after) is *not met*"))
+            .any(|t| t.contains("Steady state hypothesis (after) is *not met*"))
     );
     assert!(
         texts
@@ -476,6 +564,46 @@ fn slack_rate_limits_and_api_errors() {
             .stderr
             .contains("(slack): 0 delivered, 0 retried, 0 dropped, 1 failed")
     );
+}
+
+/// A failed thread reply is retried without telling again what Slack already has.
+#[test]
+fn slack_retries_tell_each_event_once() {
+    let root = r#"{"ok": true, "channel": "C0CHAOS", "ts": "1700000000.900000", "message": {"ts": "1700000000.900000", "text": "", "type": "message"}}"#;
+    server::script(
+        "slack-once",
+        vec![
+            (200, vec![("Content-Type", "application/json")], root),
+            (
+                503,
+                vec![("Retry-After", "0"), ("Content-Type", "application/json")],
+                r#"{"ok": false, "error": "service_unavailable"}"#,
+            ),
+        ],
+    );
+    let outcome = run_with(&format!(
+        "sinks:\n  - type: slack\n    token: xoxb-t\n    channel: C1\n    api_url: {}/api\n",
+        server::capture_url("slack-once")
+    ));
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("0 failed"), "{}", outcome.stderr);
+    let requests = slack_requests("slack-once");
+    // requests[1] got the 503; everything after it is what Slack kept.
+    let kept: Vec<String> = requests[2..]
+        .iter()
+        .filter(|(p, _)| p == "/api/chat.postMessage")
+        .flat_map(|(_, b)| b["blocks"].as_array().cloned().unwrap_or_default())
+        .map(|block| block["text"]["text"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let mut unique = kept.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), kept.len(), "told once each: {kept:#?}");
+    let refused = requests[1].1["blocks"].as_array().unwrap();
+    for block in refused {
+        let text = block["text"]["text"].as_str().unwrap();
+        assert!(kept.iter().any(|k| k == text), "{text} was told again");
+    }
 }
 
 #[test]

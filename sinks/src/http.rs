@@ -208,10 +208,7 @@ impl Config {
             value.set_sensitive(true);
             headers.insert(name, value);
         }
-        let mut client = reqwest::Client::builder()
-            .user_agent(concat!("chaosflow/", env!("CARGO_PKG_VERSION")))
-            .default_headers(headers)
-            .tls_danger_accept_invalid_certs(!self.verify_tls);
+        let mut client = crate::reqwest_client(self.verify_tls).default_headers(headers);
         client = match (self.timeout, self.format) {
             (Some(t), _) => client.timeout(Duration::from_secs_f64(t)),
             // chaos's notification timeouts: (2, 5).
@@ -365,19 +362,9 @@ pub fn epoch_seconds(ts: &str) -> Option<f64> {
     let mut t = hms.split(':').map(|p| p.parse::<i64>());
     let (h, min, s) = (t.next()?.ok()?, t.next()?.ok()?, t.next()?.ok()?);
     let micros: i64 = format!("{frac:0<6}").get(..6)?.parse().ok()?;
-    let days = days_from_civil(y, m, day);
+    let days = crate::retry::days_from_civil(y, m, day);
     let total = ((days * 86_400 + h * 3600 + min * 60 + s) * 1_000_000) + micros;
     Some(total as f64 / 1e6)
-}
-
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

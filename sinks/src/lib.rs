@@ -12,6 +12,9 @@
 //! - [`otlp`]: each run as an OpenTelemetry trace, each event as a log record;
 //! - [`exec`]: any program, fed JSON Lines on its stdin.
 //!
+//! [`tls`] is the one TLS policy of every client (Mozilla's roots or the user's CA bundle, as
+//! Python `requests`); [`reqwest_client`] starts the sinks' HTTP clients with it.
+//!
 //! Sinks know event names, phases and JSON payloads, never experiments or Kubernetes objects.
 //! The catalogue of event names and payloads is documented in the `chaosflow` crate
 //! (`chaosflow::events`) and in the README ("Event stream").
@@ -44,6 +47,7 @@ pub mod otlp;
 pub mod python;
 pub mod retry;
 pub mod slack;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -133,6 +137,15 @@ impl Problem {
             message: message.into(),
         }
     }
+}
+
+/// A reqwest client builder with chaosflow's TLS policy ([`tls`]) and user agent.
+pub fn reqwest_client(verify_tls: bool) -> reqwest::ClientBuilder {
+    let mut config = (*tls::client_config(verify_tls)).clone();
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(config)
+        .user_agent(concat!("chaosflow/", env!("CARGO_PKG_VERSION")))
 }
 
 /// A sink that could not be started.

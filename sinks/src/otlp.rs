@@ -68,7 +68,8 @@ pub struct Config {
     /// Extra headers (gRPC metadata); `OTEL_EXPORTER_OTLP_HEADERS` adds to them.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
-    /// `service.name`; `OTEL_SERVICE_NAME` or `chaosflow` when absent.
+    /// `service.name`; `OTEL_SERVICE_NAME`, else `service.name` in `OTEL_RESOURCE_ATTRIBUTES`,
+    /// else `chaosflow` when absent.
     #[serde(default)]
     pub service_name: Option<String>,
     /// Also export each event as a log record (default true).
@@ -168,16 +169,30 @@ impl Config {
                     spans = spans.with_endpoint(e.clone());
                     logs = logs.with_endpoint(e);
                 }
+                // The exporter's own TLS setup trusts no root at all: give it chaosflow's.
+                if self.grpc_uses_tls("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+                    spans = spans.with_tls_config(grpc_tls()?);
+                }
+                if self.grpc_uses_tls("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT") {
+                    logs = logs.with_tls_config(grpc_tls()?);
+                }
                 (spans.build().map_err(err)?, logs.build().map_err(err)?)
             }
             Protocol::HttpProtobuf => {
+                // One client with chaosflow's TLS policy, rather than the exporter's default.
+                let client = crate::reqwest_client(true)
+                    .timeout(timeout)
+                    .build()
+                    .map_err(|e| BuildError(format!("otlp: http client: {e}")))?;
                 let mut spans = opentelemetry_otlp::SpanExporter::builder()
                     .with_http()
+                    .with_http_client(client.clone())
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                     .with_timeout(timeout)
                     .with_headers(headers.clone());
                 let mut logs = opentelemetry_otlp::LogExporter::builder()
                     .with_http()
+                    .with_http_client(client)
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
                     .with_timeout(timeout)
                     .with_headers(headers);
@@ -188,12 +203,20 @@ impl Config {
                 (spans.build().map_err(err)?, logs.build().map_err(err)?)
             }
         };
-        let service = self
-            .service_name
-            .clone()
-            .or_else(|| std::env::var("OTEL_SERVICE_NAME").ok())
-            .unwrap_or_else(|| "chaosflow".into());
-        let resource = Resource::builder().with_service_name(service).build();
+        // The SDK's detectors read OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES; the name
+        // falls back to `chaosflow` rather than the SDK's `unknown_service`.
+        let mut resource = Resource::builder();
+        let named_by_environment = std::env::var_os("OTEL_SERVICE_NAME").is_some()
+            || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|a| {
+                a.split(',')
+                    .any(|kv| kv.trim().starts_with("service.name="))
+            });
+        if let Some(name) = &self.service_name {
+            resource = resource.with_service_name(name.clone());
+        } else if !named_by_environment {
+            resource = resource.with_service_name("chaosflow");
+        }
+        let resource = resource.build();
         spans.set_resource(&resource);
         let mut logs = logs;
         logs.set_resource(&resource);
@@ -211,6 +234,46 @@ impl Config {
             pending_logs: Vec::new(),
         })
     }
+}
+
+impl Config {
+    /// Whether gRPC exports of a signal go over TLS: an `https` endpoint, or one without a
+    /// scheme (the exporter's default) unless `OTEL_EXPORTER_OTLP_INSECURE` says otherwise.
+    fn grpc_uses_tls(&self, signal_variable: &str) -> bool {
+        let endpoint = self.endpoint.clone().or_else(|| {
+            std::env::var(signal_variable)
+                .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .ok()
+        });
+        match endpoint {
+            Some(e) if e.starts_with("https://") => true,
+            Some(e) if !e.contains("://") => !std::env::var("OTEL_EXPORTER_OTLP_INSECURE")
+                .is_ok_and(|v| v.eq_ignore_ascii_case("true")),
+            _ => false,
+        }
+    }
+}
+
+/// TLS for gRPC exports: `OTEL_EXPORTER_OTLP_CERTIFICATE`, else the bundle of chaosflow's TLS
+/// policy ([`crate::tls`]), else Mozilla's roots.
+fn grpc_tls() -> Result<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig, BuildError> {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+    let bundle = std::env::var("OTEL_EXPORTER_OTLP_CERTIFICATE")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .map(|p| ("OTEL_EXPORTER_OTLP_CERTIFICATE", p))
+        .or_else(crate::tls::ca_bundle);
+    Ok(match bundle {
+        Some((var, path)) => {
+            let pem = std::fs::read(&path).map_err(|e| {
+                BuildError(format!(
+                    "otlp: cannot read CA bundle {path} (from {var}): {e}"
+                ))
+            })?;
+            ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem))
+        }
+        None => ClientTlsConfig::new().with_webpki_roots(),
+    })
 }
 
 fn header_map(headers: &HashMap<String, String>) -> Result<reqwest::header::HeaderMap, BuildError> {

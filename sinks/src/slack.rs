@@ -12,7 +12,8 @@
 //! With the Web API (`style: thread`, the default) each run gets one root message, updated with
 //! the verdict and its colour at the end (like chaostoolkit-slack's control); the hypothesis,
 //! method activities and rollbacks are told as replies in its thread, in Block Kit, failed
-//! activities with their errors. `style: notification` (and incoming webhooks) post one message
+//! activities with their errors. Replies that are ready together go in one message, so a busy
+//! run stays within Slack's rate limits. `style: notification` (and incoming webhooks) post one message
 //! per event instead, shaped like chaostoolkit-slack's legacy notifier
 //! (`chaosslack.notification`), which is what a Chaos Toolkit `type: plugin` notification entry
 //! becomes. `api_url` points the sink at a Slack-compatible gateway (or a test server). Rate
@@ -29,7 +30,7 @@ use slack_morphism::prelude::*;
 
 use crate::http::shown_url;
 use crate::retry::Retry;
-use crate::{BuildError, Event, Problem, SendError, Sink};
+use crate::{Batching, BuildError, Event, Problem, SendError, Sink};
 
 /// How runs are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -131,9 +132,9 @@ impl Config {
     ///
     /// No certificate store for TLS.
     pub fn build(&self) -> Result<SlackSink, BuildError> {
+        let tls = crate::tls::client_config(true);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| BuildError(format!("slack: TLS roots: {e}")))?
+            .with_tls_config((*tls).clone())
             // http:// too, for Slack-compatible gateways inside a cluster and for tests.
             .https_or_http()
             .enable_http1()
@@ -167,6 +168,7 @@ impl Config {
             target,
             style,
             runs: HashMap::new(),
+            told: HashMap::new(),
         })
     }
 }
@@ -195,6 +197,8 @@ pub struct SlackSink {
     target: Target,
     style: Style,
     runs: HashMap<String, Thread>,
+    /// The last event of each run already told, so that a retried batch is not told twice.
+    told: HashMap<String, u64>,
 }
 
 /// Colours of the verdicts, as chaostoolkit-slack's control uses them.
@@ -520,6 +524,19 @@ impl SlackSink {
         Ok(())
     }
 
+    /// Updates a run's root message with the verdict of its `run-completed`/`run-failed`.
+    async fn tell_verdict(&self, thread: &Thread, event: &Event) -> Result<(), SendError> {
+        let (state, color) = verdict(&event.payload);
+        let host = event.payload["node"]
+            .as_str()
+            .map(|n| format!("*Host:* {n}"));
+        self.update(
+            thread,
+            root_message(&thread.title, state, color, host.as_deref()),
+        )
+        .await
+    }
+
     async fn tell(&mut self, event: &Event) -> Result<(), SendError> {
         if self.style == Style::Notification {
             return self
@@ -540,15 +557,7 @@ impl SlackSink {
             "run-completed" | "run-failed" => {
                 let thread = self.runs.get(&event.run_id).cloned();
                 if let Some(thread) = &thread {
-                    let (state, color) = verdict(&event.payload);
-                    let host = event.payload["node"]
-                        .as_str()
-                        .map(|n| format!("*Host:* {n}"));
-                    self.update(
-                        thread,
-                        root_message(&thread.title, state, color, host.as_deref()),
-                    )
-                    .await?;
+                    self.tell_verdict(thread, event).await?;
                 }
                 match thread_reply(event) {
                     Some(reply) => self.post(reply, thread.as_ref()).await.map(|_| ()),
@@ -557,6 +566,7 @@ impl SlackSink {
             }
             "stream-ended" => {
                 self.runs.remove(&event.run_id);
+                self.told.remove(&event.run_id);
                 Ok(())
             }
             "validate-failed" | "run-invalid" => {
@@ -588,12 +598,94 @@ impl SlackSink {
     }
 }
 
-impl Sink for SlackSink {
-    async fn send(&mut self, events: &[Arc<Event>]) -> Result<(), SendError> {
-        for event in events {
-            self.tell(event).await?;
-        }
+/// Most replies folded into one thread message (Slack takes 50 blocks per message).
+const MAX_FOLDED: usize = 20;
+
+impl SlackSink {
+    fn already_told(&self, event: &Event) -> bool {
+        self.told
+            .get(&event.run_id)
+            .is_some_and(|seq| event.seq <= *seq)
+    }
+
+    fn mark_told(&mut self, event: &Event) {
+        self.told.insert(event.run_id.clone(), event.seq);
+    }
+
+    /// Posts the replies gathered for one run's thread as a single message.
+    async fn flush(&mut self, pending: &mut Vec<(&Event, Value)>) -> Result<(), SendError> {
+        let Some((last, _)) = pending.last() else {
+            return Ok(());
+        };
+        let (last, run_id) = (*last, last.run_id.clone());
+        let thread = self.runs.get(&run_id).cloned();
+        let text = pending
+            .iter()
+            .filter_map(|(_, r)| r["text"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let blocks: Vec<Value> = pending
+            .iter()
+            .flat_map(|(_, r)| r["blocks"].as_array().cloned().unwrap_or_default())
+            .collect();
+        self.post(
+            json!({"text": clip(&text), "blocks": blocks}),
+            thread.as_ref(),
+        )
+        .await?;
+        self.mark_told(last);
+        pending.clear();
         Ok(())
+    }
+}
+
+impl Sink for SlackSink {
+    /// Threads gather what a second brings: the replies of that second are folded into one
+    /// message, which keeps a busy run within Slack's rate limit (about one message per second
+    /// per channel) and its thread readable. The end of a run is never held back: the
+    /// pipeline's drain sends what is gathered at once.
+    fn batching(&self) -> Batching {
+        Batching {
+            max_events: 64,
+            max_wait: if self.style == Style::Thread {
+                Duration::from_secs(1)
+            } else {
+                Duration::ZERO
+            },
+        }
+    }
+
+    async fn send(&mut self, events: &[Arc<Event>]) -> Result<(), SendError> {
+        let mut pending: Vec<(&Event, Value)> = Vec::new();
+        for event in events {
+            if self.already_told(event) {
+                continue; // a retry of a batch that was partly told
+            }
+            let foldable = self.style == Style::Thread && self.runs.contains_key(&event.run_id);
+            if foldable && matches!(event.name.as_str(), "run-completed" | "run-failed") {
+                // The verdict: the root message now, its reply with the others.
+                if let Some(thread) = self.runs.get(&event.run_id).cloned() {
+                    self.tell_verdict(&thread, event).await?;
+                }
+            }
+            if let Some(reply) = foldable.then(|| thread_reply(event)).flatten() {
+                if pending
+                    .first()
+                    .is_some_and(|(e, _)| e.run_id != event.run_id)
+                    || pending.len() == MAX_FOLDED
+                {
+                    self.flush(&mut pending).await?;
+                }
+                pending.push((event, reply));
+                continue;
+            }
+            self.flush(&mut pending).await?;
+            self.tell(event).await?;
+            if event.name != "stream-ended" {
+                self.mark_told(event);
+            }
+        }
+        self.flush(&mut pending).await
     }
 
     async fn close(&mut self) -> Result<(), SendError> {

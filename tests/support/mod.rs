@@ -189,3 +189,183 @@ pub fn outcome(output: Output, dir: tempfile::TempDir) -> Outcome {
         dir,
     }
 }
+
+/// Runs Debian's `openssl` in `dir` (test certificates).
+fn openssl(dir: &Path, args: &[&str]) {
+    let status = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package) makes the test certificates");
+    assert!(status.success(), "openssl {args:?} failed");
+}
+
+/// A self-signed certificate for `127.0.0.1`, as `(cert.pem, key.pem)` in `dir`.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    (dir.join("cert.pem"), dir.join("key.pem"))
+}
+
+/// A private CA (`ca.pem`) and a certificate for `127.0.0.1` it signed (`cert.pem`, `key.pem`),
+/// as organisations run their internal endpoints: `(ca, cert, key)` in `dir`.
+pub fn ca_signed_cert(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let path = |name: &str| dir.join(name);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=chaosflow test CA",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "cert.csr",
+        ],
+    );
+    std::fs::write(
+        path("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write ext.cnf");
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "cert.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "cert.pem",
+        ],
+    );
+    (path("ca.pem"), path("cert.pem"), path("key.pem"))
+}
+
+/// A TLS terminator on 127.0.0.1 in front of a plain TCP port (Python's `ssl`), offering the
+/// ALPN protocols the server behind it speaks; stopped on drop.
+pub struct TlsProxy {
+    child: std::process::Child,
+    /// The port to connect to with TLS.
+    pub port: u16,
+    /// The private CA that signed its certificate (trust it with `REQUESTS_CA_BUNDLE`).
+    pub ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsProxy {
+    /// Terminates TLS and forwards every connection to `127.0.0.1:target`, which speaks
+    /// `alpn` (`["h2"]` for gRPC, `["http/1.1"]`...).
+    pub fn start(target: u16, alpn: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (ca, cert, key) = ca_signed_cert(dir.path());
+        let script = r#"
+import asyncio, ssl, sys
+cert, key, target, alpn = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4].split(",")
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+ctx.set_alpn_protocols(alpn)
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except Exception:
+        pass
+    finally:
+        writer.close()
+async def handle(reader, writer):
+    try:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target)
+    except OSError:
+        writer.close()
+        return
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"#;
+        let mut child = Command::new("python3")
+            .args(["-c", script])
+            .arg(&cert)
+            .arg(&key)
+            .arg(target.to_string())
+            .arg(alpn.join(","))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 runs the TLS proxy");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the TLS proxy prints its port");
+        Self {
+            child,
+            port: line.trim().parse().expect("a port"),
+            ca,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for TlsProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

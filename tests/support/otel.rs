@@ -55,6 +55,8 @@ pub fn eventually<T>(within: Duration, mut probe: impl FnMut() -> Option<T>) -> 
 pub struct Span {
     /// `service.name` of its resource.
     pub service: String,
+    /// Every attribute of its resource, as printed.
+    pub resource: BTreeMap<String, String>,
     pub trace_id: String,
     pub parent_id: String,
     pub id: String,
@@ -198,16 +200,19 @@ fn parse(text: &str) -> (Vec<Span>, Vec<Log>) {
     }
     let (mut spans, mut logs) = (Vec::<Span>::new(), Vec::<Log>::new());
     let mut service = String::new();
+    let mut resource = BTreeMap::new();
     let mut at = At::Nothing;
     for line in text.lines() {
         if line.starts_with("ResourceSpans #") || line.starts_with("ResourceLog") {
             at = At::Resource;
             service.clear();
+            resource.clear();
             continue;
         }
         if line.starts_with("Span #") {
             spans.push(Span {
                 service: service.clone(),
+                resource: resource.clone(),
                 ..Span::default()
             });
             at = At::Span;
@@ -233,11 +238,14 @@ fn parse(text: &str) -> (Vec<Span>, Vec<Log>) {
                 continue;
             };
             match at {
-                At::Resource if key == "service.name" => {
-                    service = value
-                        .trim_start_matches("Str(")
-                        .trim_end_matches(')')
-                        .to_owned();
+                At::Resource => {
+                    if key == "service.name" {
+                        service = value
+                            .trim_start_matches("Str(")
+                            .trim_end_matches(')')
+                            .to_owned();
+                    }
+                    resource.insert(key.to_owned(), value.to_owned());
                 }
                 At::Span => {
                     if let Some(s) = spans.last_mut() {
