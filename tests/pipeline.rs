@@ -588,22 +588,30 @@ fn slack_retries_tell_each_event_once() {
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     assert!(outcome.stderr.contains("0 failed"), "{}", outcome.stderr);
     let requests = slack_requests("slack-once");
-    // requests[1] got the 503; everything after it is what Slack kept.
+    let roots = requests
+        .iter()
+        .filter(|(p, b)| p == "/api/chat.postMessage" && b.get("thread_ts").is_none())
+        .count();
+    assert_eq!(roots, 1, "one root message: {requests:#?}");
+    // requests[1] got the 503 and was sent again; what follows it is what Slack kept.
+    let (refused_path, refused) = &requests[1];
+    assert!(
+        requests[2..]
+            .iter()
+            .any(|(p, b)| p == refused_path && b["text"] == refused["text"]),
+        "the refused call is made again"
+    );
     let kept: Vec<String> = requests[2..]
         .iter()
         .filter(|(p, _)| p == "/api/chat.postMessage")
         .flat_map(|(_, b)| b["blocks"].as_array().cloned().unwrap_or_default())
         .map(|block| block["text"]["text"].as_str().unwrap_or("").to_owned())
         .collect();
+    assert!(!kept.is_empty());
     let mut unique = kept.clone();
     unique.sort();
     unique.dedup();
     assert_eq!(unique.len(), kept.len(), "told once each: {kept:#?}");
-    let refused = requests[1].1["blocks"].as_array().unwrap();
-    for block in refused {
-        let text = block["text"]["text"].as_str().unwrap();
-        assert!(kept.iter().any(|k| k == text), "{text} was told again");
-    }
 }
 
 #[test]

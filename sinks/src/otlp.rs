@@ -733,25 +733,38 @@ impl Sink for OtlpSink {
             self.log(event);
             self.apply(event);
         }
-        if !self.pending_spans.is_empty() {
-            let spans = self.pending_spans.clone();
-            if let Err(e) = self.spans.export(spans).await {
-                self.bound_pending();
-                return Err(SendError::transient(format!("otlp traces: {e}")));
+        // Traces and logs go out side by side: a batch costs one round trip, not two.
+        let spans = async {
+            if self.pending_spans.is_empty() {
+                return Ok(());
             }
+            self.spans.export(self.pending_spans.clone()).await
+        };
+        let scope = &self.scope;
+        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+            self.pending_logs.iter().map(|r| (r, scope)).collect();
+        let logs = async {
+            match &self.logs {
+                Some(exporter) if !pairs.is_empty() => exporter.export(LogBatch::new(&pairs)).await,
+                _ => Ok(()),
+            }
+        };
+        let (spans, logs) = tokio::join!(spans, logs);
+        drop(pairs);
+        if spans.is_ok() {
             self.pending_spans.clear();
         }
-        if let Some(exporter) = &self.logs
-            && !self.pending_logs.is_empty()
-        {
-            let scope = &self.scope;
-            let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                self.pending_logs.iter().map(|r| (r, scope)).collect();
-            if let Err(e) = exporter.export(LogBatch::new(&pairs)).await {
-                self.bound_pending();
-                return Err(SendError::transient(format!("otlp logs: {e}")));
-            }
+        if logs.is_ok() {
             self.pending_logs.clear();
+        }
+        let failure = match (spans, logs) {
+            (Err(e), _) => Some(format!("otlp traces: {e}")),
+            (_, Err(e)) => Some(format!("otlp logs: {e}")),
+            _ => None,
+        };
+        if let Some(message) = failure {
+            self.bound_pending();
+            return Err(SendError::transient(message));
         }
         Ok(())
     }

@@ -668,15 +668,18 @@ impl Sink for SlackSink {
                     self.tell_verdict(&thread, event).await?;
                 }
             }
-            if let Some(reply) = foldable.then(|| thread_reply(event)).flatten() {
-                if pending
-                    .first()
-                    .is_some_and(|(e, _)| e.run_id != event.run_id)
-                    || pending.len() == MAX_FOLDED
-                {
-                    self.flush(&mut pending).await?;
+            if foldable && !matches!(event.name.as_str(), "stream-ended" | "run-invalid") {
+                // Events without a reply (starts, probes) tell nothing in a thread.
+                if let Some(reply) = thread_reply(event) {
+                    if pending
+                        .first()
+                        .is_some_and(|(e, _)| e.run_id != event.run_id)
+                        || pending.len() == MAX_FOLDED
+                    {
+                        self.flush(&mut pending).await?;
+                    }
+                    pending.push((event, reply));
                 }
-                pending.push((event, reply));
                 continue;
             }
             self.flush(&mut pending).await?;
@@ -690,8 +693,6 @@ impl Sink for SlackSink {
 
     async fn close(&mut self) -> Result<(), SendError> {
         self.runs.clear();
-        // Give a last update time to leave the connection pool.
-        tokio::time::sleep(Duration::from_millis(1)).await;
         Ok(())
     }
 }
