@@ -236,8 +236,6 @@ impl Pipeline {
         std::thread::Builder::new()
             .name("chaosflow-sinks".into())
             .spawn(move || {
-                // Delivering is background work: under CPU contention the run goes first.
-                crate::sys::lower_thread_priority(10);
                 let runtime = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

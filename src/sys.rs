@@ -54,23 +54,6 @@ fn glibc_version() -> Option<String> {
     None
 }
 
-/// Lowers the calling thread's CPU priority (Linux: nice values are per thread), so that the
-/// experiment and its child processes get the CPU first when both want it. Best effort.
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-pub fn lower_thread_priority(nice: i32) {
-    // SAFETY: gettid has no preconditions; setpriority only reads its integer arguments, and
-    // PRIO_PROCESS with a thread id changes that thread alone on Linux.
-    unsafe {
-        let tid = libc::gettid();
-        let _ = libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice);
-    }
-}
-
-/// Lowers the calling thread's CPU priority (a no-op here).
-#[cfg(not(target_os = "linux"))]
-pub fn lower_thread_priority(_nice: i32) {}
-
 /// Expands a leading `~` to `$HOME`, as Python's `os.path.expanduser`.
 pub fn expand_user(path: &str) -> PathBuf {
     if let Some(rest) = path.strip_prefix('~')
