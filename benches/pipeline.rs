@@ -117,6 +117,7 @@ fn round(sink: &SinkConfig, events: u64, queue_capacity: usize) -> Round {
         queue_capacity,
         drain_timeout: Duration::from_secs(600),
         max_attempts: 5,
+        durable: false,
     };
     let pipeline = Pipeline::start(&[spec], &mut publisher, options).unwrap();
     let emitter = Emitter::new(None, publisher).unwrap();

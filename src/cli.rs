@@ -1,10 +1,12 @@
-//! The command line: `chaosflow run` and `chaosflow validate`, with `chaos`'s options.
+//! The command line: `chaosflow run` and `chaosflow validate`, with `chaos`'s options;
+//! `chaosflow settings` and `chaosflow sidecar`.
 //!
 //! Global options are accepted before or after the subcommand. Exit codes are `chaos`'s: 0
 //! for a completed, non-deviated run or a valid experiment; 1 otherwise (invalid input, a run
 //! that failed, aborted, was interrupted or deviated); 2 for a usage error.
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -46,14 +48,10 @@ struct GlobalArgs {
     /// Disable logging to file entirely.
     #[arg(long, global = true)]
     no_log_file: bool,
-    /// File path where to write the command's log (appended).
-    #[arg(
-        long,
-        global = true,
-        default_value = "chaostoolkit.log",
-        value_name = "PATH"
-    )]
-    log_file: PathBuf,
+    /// File path where to write the command's log (appended) [default: chaostoolkit.log; none
+    /// for the sidecar, whose log is its console].
+    #[arg(long, global = true, value_name = "PATH")]
+    log_file: Option<PathBuf>,
     /// File logging level.
     #[arg(long, global = true, value_enum, default_value_t = FileLevel::Debug)]
     log_file_level: FileLevel,
@@ -82,6 +80,34 @@ enum Command {
     /// Check or show the settings.
     #[command(subcommand)]
     Settings(SettingsCommand),
+    /// Follow a runner's events file and deliver its events to the settings' sinks, at least
+    /// once (in a pod, next to `chaosflow run --delivery sidecar`).
+    Sidecar(SidecarArgs),
+}
+
+#[derive(Debug, Args)]
+struct SidecarArgs {
+    /// The runner's events file (its --events-path); waited for if it does not exist yet.
+    #[arg(long, value_name = "PATH", env = "CHAOSFLOW_EVENTS")]
+    events: PathBuf,
+    /// Where to keep the delivery checkpoint [default: <events>.checkpoint].
+    #[arg(long, value_name = "PATH")]
+    checkpoint: Option<PathBuf>,
+    /// Seconds between looks at the files when no file notification comes (network volumes).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS", value_parser = positive_seconds)]
+    poll_interval: f64,
+    /// Answer health probes at ADDR: `GET /healthz` (alive), `GET /readyz` (sinks running).
+    #[arg(long, value_name = "ADDR")]
+    health_addr: Option<SocketAddr>,
+}
+
+/// Who delivers a run's events to the settings' sinks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Delivery {
+    /// This process, in process.
+    Process,
+    /// A `chaosflow sidecar` following --events-path: this process starts no sink.
+    Sidecar,
 }
 
 #[derive(Debug, Subcommand)]
@@ -141,6 +167,10 @@ struct RunArgs {
     /// Write the run's events as JSON Lines to PATH (appended; `-` for stdout).
     #[arg(long, value_name = "PATH")]
     events_path: Option<PathBuf>,
+    /// Who delivers the events to the settings' sinks: this process, or a sidecar following
+    /// --events-path (never both: every event would arrive twice).
+    #[arg(long, value_enum, default_value_t = Delivery::Process, env = "CHAOSFLOW_DELIVERY")]
+    delivery: Delivery,
     /// The experiment: a .json/.yaml/.yml file or an http(s) URL.
     source: String,
 }
@@ -159,6 +189,13 @@ struct ValidateArgs {
 
 fn parse_var(raw: &str) -> Result<(String, Value), String> {
     config::parse_var(raw)
+}
+
+fn positive_seconds(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(s) if s > 0.0 && s.is_finite() => Ok(s),
+        _ => Err(format!("'{raw}' is not a positive number of seconds")),
+    }
 }
 
 fn existing_file(raw: &str) -> Result<PathBuf, String> {
@@ -190,10 +227,15 @@ pub fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let global = &cli.global;
+    let log_file = match (&global.log_file, &cli.command) {
+        (Some(path), _) => Some(path.clone()),
+        (None, Command::Sidecar(_)) => None,
+        (None, _) => Some(PathBuf::from("chaostoolkit.log")),
+    };
     let log = LogOptions {
         verbose: global.verbose,
         format: global.log_format,
-        file: (!global.no_log_file).then(|| global.log_file.clone()),
+        file: log_file.clone().filter(|_| !global.no_log_file),
         file_level: match global.log_file_level {
             FileLevel::Debug => tracing::Level::DEBUG,
             FileLevel::Info => tracing::Level::INFO,
@@ -204,7 +246,7 @@ pub fn main() -> ExitCode {
     if let Err(e) = telemetry::init(&log) {
         eprintln!(
             "chaosflow: cannot open log file {}: {e}",
-            global.log_file.display()
+            log_file.unwrap_or_default().display()
         );
         return ExitCode::FAILURE;
     }
@@ -212,6 +254,7 @@ pub fn main() -> ExitCode {
         Command::Run(_) => "run",
         Command::Validate(_) => "validate",
         Command::Settings(_) => "settings",
+        Command::Sidecar(_) => "sidecar",
     };
     let settings_path = match &cli.command {
         Command::Settings(SettingsCommand::Check { file: Some(file) }) => file.clone(),
@@ -229,6 +272,21 @@ pub fn main() -> ExitCode {
             tracing::error!("Cannot change directory to {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }
+    }
+    if let Command::Sidecar(args) = &cli.command {
+        let checkpoint = args.checkpoint.clone().unwrap_or_else(|| {
+            let mut path = args.events.clone().into_os_string();
+            path.push(".checkpoint");
+            PathBuf::from(path)
+        });
+        let options = crate::sidecar::Options {
+            events: args.events.clone(),
+            settings: settings_path,
+            checkpoint,
+            poll_interval: std::time::Duration::from_secs_f64(args.poll_interval),
+            health: args.health_addr,
+        };
+        return ExitCode::from(crate::sidecar::run(&options));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -254,6 +312,7 @@ pub fn main() -> ExitCode {
         }
         match cli.command {
             Command::Run(args) => run(args, &settings).await,
+            Command::Sidecar(_) => unreachable!("the sidecar runs without this runtime"),
             Command::Validate(args) => validate_command(args, &settings).await,
             Command::Settings(SettingsCommand::Show) => {
                 print!("{}", settings.show());
@@ -288,16 +347,16 @@ struct Stream {
 
 impl Stream {
     /// Starts the settings' sinks and opens the events file.
-    fn open(path: Option<&Path>, settings: &Settings) -> Result<Self, u8> {
+    fn open(path: Option<&Path>, settings: &Settings, deliver: bool) -> Result<Self, u8> {
         let mut publisher = Publisher::new();
-        let pipeline = Pipeline::start(&settings.sinks, &mut publisher, settings.pipeline)
-            .map_err(|e| {
-                tracing::error!(
-                    "Cannot start the sinks of {}: {e}.",
-                    settings.path.display()
-                );
-                1
-            })?;
+        let sinks = if deliver { &settings.sinks[..] } else { &[] };
+        let pipeline = Pipeline::start(sinks, &mut publisher, settings.pipeline).map_err(|e| {
+            tracing::error!(
+                "Cannot start the sinks of {}: {e}.",
+                settings.path.display()
+            );
+            1
+        })?;
         let emitter = Emitter::new(path, publisher).map_err(|e| {
             let shown = path.map(|p| p.display().to_string()).unwrap_or_default();
             tracing::error!("Cannot open the events file {shown}: {e}");
@@ -408,7 +467,22 @@ fn report_error(source: &str, report: &Report) -> String {
 }
 
 async fn run(args: RunArgs, settings: &Settings) -> u8 {
-    let stream = match Stream::open(args.events_path.as_deref(), settings) {
+    if args.delivery == Delivery::Sidecar {
+        match args.events_path.as_deref() {
+            Some(p) if p.as_os_str() != "-" => tracing::debug!(
+                "The events go to {} for the sidecar, which delivers them to the sinks.",
+                p.display()
+            ),
+            _ => {
+                tracing::error!(
+                    "--delivery sidecar needs --events-path FILE: the sidecar follows that file."
+                );
+                return 2;
+            }
+        }
+    }
+    let deliver = args.delivery == Delivery::Process;
+    let stream = match Stream::open(args.events_path.as_deref(), settings, deliver) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -617,7 +691,7 @@ async fn execute(args: &RunArgs, settings: &Settings, emitter: &Emitter) -> Resu
 }
 
 async fn validate_command(args: ValidateArgs, settings: &Settings) -> u8 {
-    let stream = match Stream::open(args.events_path.as_deref(), settings) {
+    let stream = match Stream::open(args.events_path.as_deref(), settings, true) {
         Ok(s) => s,
         Err(code) => return code,
     };

@@ -152,17 +152,34 @@ pub struct QueueCounts {
     pub dropped: AtomicU64,
 }
 
+/// An event in a subscriber's queue, with its place in the source it came from.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    /// The event.
+    pub event: Arc<Event>,
+    /// Where the event stands in its source, increasing: the sequence number in the runner,
+    /// the position just past its line in the sidecar's events file. A sink that has handled
+    /// an event has handled everything up to its mark.
+    pub mark: u64,
+}
+
 /// A bounded in-process queue of events, and what it accepts.
 #[derive(Debug)]
 struct Subscriber {
     name: String,
-    tx: mpsc::Sender<Arc<Event>>,
+    tx: mpsc::Sender<Queued>,
     /// Event names wanted; all when `None`.
     filter: Option<HashSet<String>>,
     counts: Arc<QueueCounts>,
 }
 
-/// The non-blocking handle events are published through; sinks subscribe to it.
+impl Subscriber {
+    fn wants(&self, event: &Event) -> bool {
+        self.filter.as_ref().is_none_or(|f| f.contains(&event.name))
+    }
+}
+
+/// The handle events are published through; sinks subscribe to it.
 #[derive(Debug, Default)]
 pub struct Publisher {
     subscribers: Mutex<Vec<Subscriber>>,
@@ -173,7 +190,7 @@ pub struct Publisher {
 #[derive(Debug)]
 pub struct Subscription {
     /// The events, in order, as long as the queue had room; closed by [`Emitter::close`].
-    pub events: mpsc::Receiver<Arc<Event>>,
+    pub events: mpsc::Receiver<Queued>,
     /// The queue's counters.
     pub counts: Arc<QueueCounts>,
 }
@@ -214,15 +231,12 @@ impl Publisher {
             .subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for sub in subscribers.iter() {
-            if sub
-                .filter
-                .as_ref()
-                .is_some_and(|f| !f.contains(&event.name))
-            {
-                continue;
-            }
-            match sub.tx.try_send(event.clone()) {
+        for sub in subscribers.iter().filter(|s| s.wants(event)) {
+            let queued = Queued {
+                event: event.clone(),
+                mark: event.seq,
+            };
+            match sub.tx.try_send(queued) {
                 Ok(()) => {
                     sub.counts.accepted.fetch_add(1, Ordering::Relaxed);
                 }
@@ -239,8 +253,31 @@ impl Publisher {
         }
     }
 
+    /// Hands an event to every interested subscriber, waiting while a queue is full: the
+    /// sidecar's backpressure (it reads a durable file, so waiting only means reading later).
+    /// A subscriber that stopped (its sink gave up at the drain deadline) is skipped.
+    ///
+    /// # Panics
+    ///
+    /// When called from inside a tokio runtime (it blocks the thread).
+    pub fn publish_blocking(&self, event: Arc<Event>, mark: u64) {
+        let subscribers = self
+            .subscribers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for sub in subscribers.iter().filter(|s| s.wants(&event)) {
+            let queued = Queued {
+                event: event.clone(),
+                mark,
+            };
+            if sub.tx.blocking_send(queued).is_ok() {
+                sub.counts.accepted.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Closes every queue: subscribers get the events already queued, then the end.
-    fn close(&self) {
+    pub fn close(&self) {
         self.subscribers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -427,13 +464,21 @@ mod tests {
         assert_eq!(sub.counts.dropped.load(Ordering::Relaxed), 4);
         assert_eq!(sub.counts.accepted.load(Ordering::Relaxed), 2);
         // The filtered subscriber only got what it asked for.
-        assert_eq!(starts.events.recv().await.unwrap().name, "run-started");
+        assert_eq!(
+            starts.events.recv().await.unwrap().event.name,
+            "run-started"
+        );
         emitter.close();
         assert!(
             starts.events.recv().await.is_none(),
             "closed after the queued events"
         );
         let first = sub.events.recv().await.unwrap();
+        assert_eq!(
+            first.mark, 0,
+            "the runner marks events with their sequence number"
+        );
+        let first = first.event;
         assert_eq!(first.seq, 0);
         assert_eq!(first.id, format!("{}:0", emitter.run_id()));
         let lines: Vec<Event> = std::fs::read_to_string(&path)

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`), exit codes; the
+//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`, `sidecar`), exit codes; the
 //!   only place that turns errors into messages and exit codes.
 //! - [`telemetry`]: logging through `tracing`, rendered as Chaos Toolkit's console and
 //!   `chaostoolkit.log` lines.
@@ -17,6 +17,8 @@
 //! - [`events`]: the journal event stream (schema, emitter, non-blocking publisher).
 //! - [`pipeline`]: from the publisher to the sinks (the `chaosflow-sinks` crate): a bounded
 //!   queue and a task per sink, retries, drops, the drain and its delivery summary.
+//! - [`sidecar`]: following a runner's events file into the same pipeline, at least once, with
+//!   a checkpoint, backpressure by reading, settings rotation and health probes.
 //! - [`substitute`], [`python`], [`jsonpath`]: the parts of Chaos Toolkit's behaviour that come
 //!   from Python: `${}` substitution, `str()`/`repr()`/`==`, `re`, and the jsonpath2 dialect.
 //! - [`http_client`]: an HTTP/1.1 client that behaves like Python `requests`.
@@ -24,7 +26,7 @@
 //! - [`sys`]: host facts (node, platform) and `which`.
 //!
 //! Dependencies point one way: `cli` → `runner` → `experiment`, `journal`, `events`; `cli` →
-//! `settings` → `pipeline` → `events` and the sinks; nothing below `cli` knows about the command
+//! `settings` → `pipeline` → `events` and the sinks; `cli` → `sidecar` → `pipeline`; nothing below `cli` knows about the command
 //! line, and the sinks know nothing of experiments.
 
 pub mod cli;
@@ -38,6 +40,7 @@ pub mod python;
 pub mod redact;
 pub mod runner;
 pub mod settings;
+pub mod sidecar;
 pub mod substitute;
 pub mod sys;
 pub mod telemetry;

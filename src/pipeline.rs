@@ -7,6 +7,11 @@
 //! experiment either. At the end of a run the pipeline drains under a deadline and reports one
 //! line per sink: delivered, retried, dropped, failed (and undelivered, when the deadline cut
 //! the drain short).
+//!
+//! The sidecar runs the same pipeline in durable mode ([`Options::durable`]): it reads a file
+//! that keeps the events, so a full queue makes it wait instead of dropping, failed deliveries
+//! are retried until they pass or the drain deadline comes, and [`Progress`] tells how far every
+//! sink got, which is what its checkpoint saves.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
@@ -16,7 +21,7 @@ use chaosflow_sinks::retry::Backoff;
 use chaosflow_sinks::{BuildError, Event, Sink, exec, file, http, otlp, slack};
 use tokio::sync::mpsc;
 
-use crate::events::{Publisher, QueueCounts};
+use crate::events::{Publisher, QueueCounts, Queued};
 
 /// A configured sink: where it comes from in the settings, and what it is.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,6 +93,11 @@ pub struct Options {
     pub drain_timeout: Duration,
     /// Attempts per batch before its events are counted as failed.
     pub max_attempts: u32,
+    /// The events come from a durable source (the sidecar's file): the feeder waits for room
+    /// ([`Publisher::publish_blocking`]), a failing batch is retried without an attempt limit
+    /// until it passes or the drain deadline comes, and a sink cut short by the deadline stops
+    /// there, so that what it handled is always a prefix of what it was given.
+    pub durable: bool,
 }
 
 impl Default for Options {
@@ -96,17 +106,74 @@ impl Default for Options {
             queue_capacity: 1024,
             drain_timeout: Duration::from_secs(10),
             max_attempts: 5,
+            durable: false,
         }
     }
 }
 
 /// Delivery counters of one sink.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Stats {
     delivered: AtomicU64,
     retried: AtomicU64,
     failed: AtomicU64,
+    /// Events handled, in queue order: delivered, or lost to a final failure.
+    handled: AtomicU64,
+    /// The mark of the last handled event; `u64::MAX` before the first.
+    mark: AtomicU64,
+    /// Durable mode: the sink stopped before handling everything (drain deadline, or it
+    /// could not start), so its position stays at `mark`.
+    stopped: std::sync::atomic::AtomicBool,
 }
+
+impl Default for Stats {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            mark: AtomicU64::new(u64::MAX),
+            stopped: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+/// How far every sink got; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    routes: Arc<[(Arc<QueueCounts>, Arc<Stats>)]>,
+}
+
+impl Progress {
+    /// The mark up to which every sink has handled every event it was given (delivered it,
+    /// or lost it to a final failure): a sink that has handled all it was given is at `read`,
+    /// the mark of the last event offered to the pipeline (load it before calling); one that
+    /// has handled nothing yet is at `floor`, where this pipeline started.
+    pub fn position(&self, floor: u64, read: u64) -> u64 {
+        self.routes
+            .iter()
+            .map(|(queue, stats)| {
+                let mark = stats.mark.load(Ordering::Acquire);
+                let handled = stats.handled.load(Ordering::Acquire);
+                if !stats.stopped.load(Ordering::Acquire)
+                    && handled == queue.accepted.load(Ordering::Acquire)
+                {
+                    read
+                } else if mark == u64::MAX {
+                    floor
+                } else {
+                    mark
+                }
+            })
+            .min()
+            .unwrap_or(read)
+    }
+}
+
+/// Called on the pipeline's thread each time a sink has handled a batch, before it takes the
+/// next one: the sidecar saves its checkpoint there, so a crash repeats at most one batch.
+pub type ProgressHook = Arc<dyn Fn(&Progress) + Send + Sync>;
 
 /// The end-of-run report of one sink.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,6 +214,8 @@ struct Deadline {
     base: Instant,
     /// Milliseconds after `base`; `u64::MAX` while unset.
     at: AtomicU64,
+    /// Wakes retry waits when the deadline is set, so none outlasts it.
+    set: tokio::sync::Notify,
 }
 
 impl Deadline {
@@ -154,13 +223,16 @@ impl Deadline {
         Self {
             base: Instant::now(),
             at: AtomicU64::new(u64::MAX),
+            set: tokio::sync::Notify::new(),
         }
     }
 
+    /// Sets the deadline `after` from now, unless an earlier one is set.
     fn set(&self, after: Duration) {
         let at = self.base.elapsed().saturating_add(after).as_millis();
         self.at
-            .store(u64::try_from(at).unwrap_or(u64::MAX - 1), Ordering::Relaxed);
+            .fetch_min(u64::try_from(at).unwrap_or(u64::MAX - 1), Ordering::Relaxed);
+        self.set.notify_waiters();
     }
 
     /// Whether the run is over (the pipeline is draining).
@@ -182,9 +254,21 @@ struct Route {
     stats: Arc<Stats>,
 }
 
+/// Sets the drain deadline of a running pipeline from anywhere (the sidecar's signal thread).
+#[derive(Debug, Clone)]
+pub struct Stopper(Arc<Deadline>);
+
+impl Stopper {
+    /// No delivery goes on (and no retry waits) longer than `within` from now.
+    pub fn stop_within(&self, within: Duration) {
+        self.0.set(within);
+    }
+}
+
 /// Running sinks.
 pub struct Pipeline {
     routes: Vec<Route>,
+    progress: Progress,
     /// Set when the run is over: no retry ends after it.
     deadline: Arc<Deadline>,
     finished: std_mpsc::Receiver<()>,
@@ -207,6 +291,20 @@ impl Pipeline {
         publisher: &mut Publisher,
         options: Options,
     ) -> Result<Self, BuildError> {
+        Self::start_with(specs, publisher, options, None)
+    }
+
+    /// [`Pipeline::start`], calling `hook` each time a sink has handled a batch.
+    ///
+    /// # Errors
+    ///
+    /// The pipeline's thread cannot be started.
+    pub fn start_with(
+        specs: &[SinkSpec],
+        publisher: &mut Publisher,
+        options: Options,
+        hook: Option<ProgressHook>,
+    ) -> Result<Self, BuildError> {
         let deadline = Arc::new(Deadline::new());
         let (finished_tx, finished) = std_mpsc::channel();
         let mut routes = Vec::new();
@@ -222,17 +320,25 @@ impl Pipeline {
             });
             queues.push((spec.clone(), sub.events, stats));
         }
+        let progress = Progress {
+            routes: routes
+                .iter()
+                .map(|r| (r.queue.clone(), r.stats.clone()))
+                .collect(),
+        };
         if queues.is_empty() {
             // The embedded defaults: no thread, no runtime (they would cost memory for nothing).
             drop(finished_tx);
             return Ok(Self {
                 routes,
+                progress,
                 deadline,
                 finished,
                 drain_timeout: options.drain_timeout,
             });
         }
         let task_deadline = deadline.clone();
+        let task_progress = progress.clone();
         std::thread::Builder::new()
             .name("chaosflow-sinks".into())
             .spawn(move || {
@@ -254,8 +360,14 @@ impl Pipeline {
                             events,
                             stats,
                             deadline: task_deadline.clone(),
-                            max_attempts: options.max_attempts.max(1),
+                            max_attempts: if options.durable {
+                                u32::MAX
+                            } else {
+                                options.max_attempts.max(1)
+                            },
+                            durable: options.durable,
                             backoff: Backoff::default(),
+                            hook: hook.clone().map(|h| (h, task_progress.clone())),
                         };
                         // A sink that cannot start still drains its queue, as failures.
                         macro_rules! start {
@@ -291,10 +403,21 @@ impl Pipeline {
             .map_err(|e| BuildError(format!("cannot start the sink thread: {e}")))?;
         Ok(Self {
             routes,
+            progress,
             deadline,
             finished,
             drain_timeout: options.drain_timeout,
         })
+    }
+
+    /// How far the sinks got.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// A handle that sets the drain deadline.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.deadline.clone())
     }
 
     /// Whether any sink is configured.
@@ -309,16 +432,7 @@ impl Pipeline {
         // A long drain says what it waits for, as the runner does for long activities.
         let first = self.drain_timeout.min(Duration::from_secs(1));
         if let Err(std_mpsc::RecvTimeoutError::Timeout) = self.finished.recv_timeout(first) {
-            let pending: u64 = self
-                .routes
-                .iter()
-                .map(|r| {
-                    r.queue.accepted.load(Ordering::Relaxed).saturating_sub(
-                        r.stats.delivered.load(Ordering::Relaxed)
-                            + r.stats.failed.load(Ordering::Relaxed),
-                    )
-                })
-                .sum();
+            let pending = self.pending();
             let rest = self.drain_timeout - first;
             if !rest.is_zero() {
                 tracing::info!(
@@ -329,6 +443,39 @@ impl Pipeline {
                 let _ = self.finished.recv_timeout(rest);
             }
         }
+        self.summaries()
+    }
+
+    /// Waits, without a deadline of its own, until every sink has handled what was queued
+    /// before the publisher closed, or has stopped at a deadline set through a [`Stopper`];
+    /// says every few seconds what it still waits for. Then reports.
+    pub fn finish(self) -> Vec<Summary> {
+        while let Err(std_mpsc::RecvTimeoutError::Timeout) =
+            self.finished.recv_timeout(Duration::from_secs(5))
+        {
+            let pending = self.pending();
+            tracing::info!(
+                pending,
+                "Delivering {pending} more event(s) to the sinks..."
+            );
+        }
+        self.summaries()
+    }
+
+    /// Events queued and not handled yet.
+    fn pending(&self) -> u64 {
+        self.routes
+            .iter()
+            .map(|r| {
+                r.queue.accepted.load(Ordering::Relaxed).saturating_sub(
+                    r.stats.delivered.load(Ordering::Relaxed)
+                        + r.stats.failed.load(Ordering::Relaxed),
+                )
+            })
+            .sum()
+    }
+
+    fn summaries(&self) -> Vec<Summary> {
         self.routes
             .iter()
             .map(|r| {
@@ -352,11 +499,21 @@ impl Pipeline {
 /// One sink's task: batches from its queue, sent with retries.
 struct Driver {
     name: String,
-    events: mpsc::Receiver<Arc<Event>>,
+    events: mpsc::Receiver<Queued>,
     stats: Arc<Stats>,
     deadline: Arc<Deadline>,
     max_attempts: u32,
+    durable: bool,
     backoff: Backoff,
+    hook: Option<(ProgressHook, Progress)>,
+}
+
+/// How a batch ended.
+enum Outcome {
+    /// Delivered, or lost to a final failure: the sink is done with it.
+    Handled,
+    /// Durable mode, cut short by the drain deadline: neither delivered nor lost.
+    Abandoned,
 }
 
 impl Driver {
@@ -364,10 +521,27 @@ impl Driver {
         let batching = sink.batching();
         let mut batch: Vec<Arc<Event>> = Vec::with_capacity(batching.max_events);
         while let Some(first) = self.events.recv().await {
-            batch.push(first);
-            self.fill(&mut batch, batching.max_events, batching.max_wait)
-                .await;
-            self.deliver(&mut sink, &batch).await;
+            let mut mark = first.mark;
+            batch.push(first.event);
+            self.fill(
+                &mut batch,
+                &mut mark,
+                batching.max_events,
+                batching.max_wait,
+            )
+            .await;
+            if let Outcome::Abandoned = self.deliver(&mut sink, &batch).await {
+                // What follows stays unhandled too: the handled events remain a prefix.
+                self.stats.stopped.store(true, Ordering::Release);
+                break;
+            }
+            self.stats.mark.store(mark, Ordering::Release);
+            self.stats
+                .handled
+                .fetch_add(batch.len() as u64, Ordering::Release);
+            if let Some((hook, progress)) = &self.hook {
+                hook(progress);
+            }
             batch.clear();
             // Sinks share one thread: a sink whose queue never empties (a fast file sink
             // under a burst) must let the others, and the I/O they wait on, have their turn.
@@ -378,26 +552,49 @@ impl Driver {
         }
     }
 
-    /// The queue of a sink that could not start: every event counts as failed.
+    /// The queue of a sink that could not start: every event counts as failed, except in
+    /// durable mode, where they stay in the file for the next start.
     async fn discard(mut self) {
-        while self.events.recv().await.is_some() {
+        if self.durable {
+            self.stats.stopped.store(true, Ordering::Release);
+            return;
+        }
+        while let Some(queued) = self.events.recv().await {
             self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            self.stats.mark.store(queued.mark, Ordering::Release);
+            self.stats.handled.fetch_add(1, Ordering::Release);
+        }
+        if let Some((hook, progress)) = &self.hook {
+            hook(progress);
         }
     }
 
-    /// Adds what is already queued, waiting up to `max_wait` for more.
-    async fn fill(&mut self, batch: &mut Vec<Arc<Event>>, max_events: usize, max_wait: Duration) {
+    /// Adds what is already queued, waiting up to `max_wait` for more; `mark` follows the
+    /// last event added.
+    async fn fill(
+        &mut self,
+        batch: &mut Vec<Arc<Event>>,
+        mark: &mut u64,
+        max_events: usize,
+        max_wait: Duration,
+    ) {
         let until = tokio::time::Instant::now() + max_wait;
         while batch.len() < max_events {
             match self.events.try_recv() {
-                Ok(event) => batch.push(event),
+                Ok(queued) => {
+                    *mark = queued.mark;
+                    batch.push(queued.event);
+                }
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     if max_wait.is_zero() || self.deadline.draining() {
                         return;
                     }
                     match tokio::time::timeout_at(until, self.events.recv()).await {
-                        Ok(Some(event)) => batch.push(event),
+                        Ok(Some(queued)) => {
+                            *mark = queued.mark;
+                            batch.push(queued.event);
+                        }
                         Ok(None) | Err(_) => return,
                     }
                 }
@@ -405,20 +602,34 @@ impl Driver {
         }
     }
 
-    async fn deliver<S: Sink>(&mut self, sink: &mut S, batch: &[Arc<Event>]) {
+    async fn deliver<S: Sink>(&mut self, sink: &mut S, batch: &[Arc<Event>]) -> Outcome {
         let count = batch.len() as u64;
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
             let error = match sink.send(batch).await {
                 Ok(()) => {
                     self.stats.delivered.fetch_add(count, Ordering::Relaxed);
-                    return;
+                    return Outcome::Handled;
                 }
                 Err(e) => e,
             };
-            attempt += 1;
+            attempt = attempt.saturating_add(1);
             let wait = self.backoff.wait(error.retry, attempt - 1);
+            // Registered before the deadline is read, so a deadline set now still wakes us.
+            let deadline_set = self.deadline.set.notified();
+            tokio::pin!(deadline_set);
+            deadline_set.as_mut().enable();
             match wait {
+                Some(wait) if self.durable && self.deadline.passed_after(wait) => {
+                    tracing::warn!(
+                        sink = %self.name,
+                        error = %error,
+                        events = count,
+                        "Sink {}: delivery failed ({error}); stopping at the drain deadline, {count} event(s) left for the next start.",
+                        self.name
+                    );
+                    return Outcome::Abandoned;
+                }
                 Some(wait) if attempt < self.max_attempts && !self.deadline.passed_after(wait) => {
                     self.stats.retried.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(
@@ -429,7 +640,10 @@ impl Driver {
                         self.name,
                         wait.as_secs_f64()
                     );
-                    tokio::time::sleep(wait).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = deadline_set => {}
+                    }
                 }
                 _ => {
                     self.stats.failed.fetch_add(count, Ordering::Relaxed);
@@ -440,7 +654,7 @@ impl Driver {
                         "Sink {}: delivery failed ({error}); {count} event(s) lost.",
                         self.name
                     );
-                    return;
+                    return Outcome::Handled;
                 }
             }
         }

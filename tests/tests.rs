@@ -6,6 +6,7 @@
 //! - `cli`: the command line's own behaviour (errors, secrets, options);
 //! - `pipeline`: sinks against real receivers, and notifications against `chaos`'s;
 //! - `otlp`: the OTLP sink against a real collector and a queryable trace backend;
+//! - `sidecar`: the sidecar against a receiver that goes down: crashes, outages, rotations;
 //! - `jsonpath`: the jsonpath2 dialect against jsonpath2.
 
 mod cli;
@@ -14,4 +15,5 @@ mod events;
 mod jsonpath;
 mod otlp;
 mod pipeline;
+mod sidecar;
 mod support;
