@@ -481,7 +481,19 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
             }
         }
     }
-    let deliver = args.delivery == Delivery::Process;
+    let mut deliver = args.delivery == Delivery::Process;
+    if let Some(path) = args.events_path.as_deref().filter(|p| p.as_os_str() != "-") {
+        let claim = crate::sidecar::claim_path(path);
+        if deliver && !settings.sinks.is_empty() && claim.exists() {
+            tracing::warn!(
+                "A sidecar delivers the events of {} ({} exists): the sinks of {} are left to it, so that no event arrives twice. Use --delivery sidecar to say so, or remove the claim if no sidecar runs.",
+                path.display(),
+                claim.display(),
+                settings.path.display()
+            );
+            deliver = false;
+        }
+    }
     let stream = match Stream::open(args.events_path.as_deref(), settings, deliver) {
         Ok(s) => s,
         Err(code) => return code,

@@ -337,6 +337,49 @@ fn the_sidecar_delivers_the_same_events_as_the_runner_in_process() {
 }
 
 #[test]
+fn a_runner_leaves_a_claimed_events_file_to_the_sidecar() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), "settings.yaml", &receiver.url(), 100);
+    let events = dir.path().join("events.jsonl");
+    let child = sidecar(dir.path(), &settings, &[]);
+    let claim = dir.path().join("events.jsonl.sidecar");
+    let until = Instant::now() + Duration::from_secs(5);
+    while !claim.exists() {
+        assert!(Instant::now() < until, "the sidecar claims the file");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Without --delivery sidecar, and with sinks in its settings: it still leaves them alone.
+    let run = Run::chaosflow()
+        .settings(&settings)
+        .args([
+            "run",
+            "--events-path",
+            &events.display().to_string(),
+            &support::repo()
+                .join("experiments/hello-world.yaml")
+                .display()
+                .to_string(),
+        ])
+        .run();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("A sidecar delivers the events of"),
+        "{}",
+        run.stderr
+    );
+    let (code, log) = finish(child, Duration::from_secs(20));
+    assert_eq!(code, 0, "{log}");
+    let written = std::fs::read_to_string(&events).unwrap().lines().count();
+    assert_eq!(
+        receiver.events().len(),
+        written,
+        "each event once, from the sidecar"
+    );
+    assert!(!claim.exists(), "the claim goes with the sidecar");
+}
+
+#[test]
 fn runner_refuses_sidecar_delivery_without_an_events_file() {
     let out = Run::chaosflow()
         .args([

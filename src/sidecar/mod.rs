@@ -19,6 +19,9 @@
 //!   symlink of a Secret volume), the new settings are checked; valid ones replace the running
 //!   sinks after these have drained what they hold, so nothing is lost or repeated; invalid
 //!   ones are reported and the running sinks stay.
+//! - **One deliverer.** While it runs, the sidecar keeps a claim next to the events file
+//!   (`<events>.sidecar`, see [`claim_path`]); a runner that finds it delivers nothing in
+//!   process, even with sinks in its settings, so no event is delivered twice.
 //! - **Watching.** inotify (notify) wakes the reading as soon as the runner writes; a poll
 //!   every `--poll-interval` covers volumes where notifications never come (network file
 //!   systems) and anything missed.
@@ -223,6 +226,35 @@ struct Dirty {
     settings: AtomicBool,
 }
 
+/// The claim a running sidecar keeps next to the events file it follows.
+pub fn claim_path(events: &Path) -> PathBuf {
+    let mut path = events.as_os_str().to_owned();
+    path.push(".sidecar");
+    PathBuf::from(path)
+}
+
+/// Removes the claim when the sidecar ends, however it ends (short of a kill: a restarted
+/// sidecar claims the file again).
+struct Claim(PathBuf);
+
+impl Claim {
+    fn take(events: &Path) -> std::io::Result<Self> {
+        let path = claim_path(events);
+        let text = serde_json::json!({
+            "pid": std::process::id(),
+            "host": crate::sys::node(),
+        });
+        std::fs::write(&path, format!("{text}\n"))?;
+        Ok(Self(path))
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
 /// Runs the sidecar; returns the process exit code.
 pub fn run(options: &Options) -> u8 {
     let mut settings = match Settings::load(&options.settings) {
@@ -251,6 +283,16 @@ pub fn run(options: &Options) -> u8 {
         );
         return 0;
     }
+    let _claim = match Claim::take(&options.events) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(
+                "{}: cannot claim the events file for delivery: {e}; the sidecar needs write access to its directory.",
+                claim_path(&options.events).display()
+            );
+            return 1;
+        }
+    };
     let (wake_tx, wake) = sync_channel::<()>(1);
     let shared = Arc::new(Shared {
         checkpoint_path: options.checkpoint.clone(),
