@@ -496,6 +496,9 @@ impl Pipeline {
     }
 }
 
+/// How often a filling batch looks for more events.
+const FILL_TICK: Duration = Duration::from_millis(1);
+
 /// One sink's task: batches from its queue, sent with retries.
 struct Driver {
     name: String,
@@ -587,16 +590,14 @@ impl Driver {
                 }
                 Err(mpsc::error::TryRecvError::Disconnected) => return,
                 Err(mpsc::error::TryRecvError::Empty) => {
-                    if max_wait.is_zero() || self.deadline.draining() {
+                    let now = tokio::time::Instant::now();
+                    if max_wait.is_zero() || self.deadline.draining() || now >= until {
                         return;
                     }
-                    match tokio::time::timeout_at(until, self.events.recv()).await {
-                        Ok(Some(queued)) => {
-                            *mark = queued.mark;
-                            batch.push(queued.event);
-                        }
-                        Ok(None) | Err(_) => return,
-                    }
+                    // Look again a moment later rather than wait on the queue: a waiting
+                    // receiver makes the feeder wake this thread for every single event, which
+                    // costs more than the events themselves when they come fast.
+                    tokio::time::sleep((until - now).min(FILL_TICK)).await;
                 }
             }
         }
@@ -614,48 +615,64 @@ impl Driver {
                 Err(e) => e,
             };
             attempt = attempt.saturating_add(1);
-            let wait = self.backoff.wait(error.retry, attempt - 1);
+            let retry_in = self
+                .backoff
+                .wait(error.retry, attempt - 1)
+                .filter(|_| attempt < self.max_attempts);
+            if let Some(wait) = retry_in
+                && !self.deadline.passed_after(wait)
+            {
+                self.stats.retried.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    sink = %self.name,
+                    error = %error,
+                    attempt,
+                    "Sink {}: delivery failed ({error}); retrying in {:.1}s.",
+                    self.name,
+                    wait.as_secs_f64()
+                );
+                if self.sleep_before_deadline(wait).await {
+                    continue;
+                }
+            }
+            if self.durable && retry_in.is_some() {
+                tracing::warn!(
+                    sink = %self.name,
+                    error = %error,
+                    events = count,
+                    "Sink {}: delivery failed ({error}); stopping at the drain deadline, {count} event(s) left for the next start.",
+                    self.name
+                );
+                return Outcome::Abandoned;
+            }
+            self.stats.failed.fetch_add(count, Ordering::Relaxed);
+            tracing::error!(
+                sink = %self.name,
+                error = %error,
+                events = count,
+                "Sink {}: delivery failed ({error}); {count} event(s) lost.",
+                self.name
+            );
+            return Outcome::Handled;
+        }
+    }
+
+    /// Sleeps `wait`, unless the drain deadline comes first (also one set while sleeping);
+    /// returns whether the full wait passed.
+    async fn sleep_before_deadline(&self, wait: Duration) -> bool {
+        let wake_at = tokio::time::Instant::now() + wait;
+        loop {
             // Registered before the deadline is read, so a deadline set now still wakes us.
             let deadline_set = self.deadline.set.notified();
             tokio::pin!(deadline_set);
             deadline_set.as_mut().enable();
-            match wait {
-                Some(wait) if self.durable && self.deadline.passed_after(wait) => {
-                    tracing::warn!(
-                        sink = %self.name,
-                        error = %error,
-                        events = count,
-                        "Sink {}: delivery failed ({error}); stopping at the drain deadline, {count} event(s) left for the next start.",
-                        self.name
-                    );
-                    return Outcome::Abandoned;
-                }
-                Some(wait) if attempt < self.max_attempts && !self.deadline.passed_after(wait) => {
-                    self.stats.retried.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(
-                        sink = %self.name,
-                        error = %error,
-                        attempt,
-                        "Sink {}: delivery failed ({error}); retrying in {:.1}s.",
-                        self.name,
-                        wait.as_secs_f64()
-                    );
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        () = deadline_set => {}
-                    }
-                }
-                _ => {
-                    self.stats.failed.fetch_add(count, Ordering::Relaxed);
-                    tracing::error!(
-                        sink = %self.name,
-                        error = %error,
-                        events = count,
-                        "Sink {}: delivery failed ({error}); {count} event(s) lost.",
-                        self.name
-                    );
-                    return Outcome::Handled;
-                }
+            let left = wake_at.saturating_duration_since(tokio::time::Instant::now());
+            if self.deadline.passed_after(left) {
+                return false;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(wake_at) => return true,
+                () = deadline_set => {}
             }
         }
     }

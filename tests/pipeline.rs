@@ -188,11 +188,20 @@ fn batched_envelopes_carry_their_ids() {
             !lines.is_empty() && lines.len() <= 5,
             "batches of at most 5"
         );
-        let ids: Vec<&str> = lines.iter().map(|e| e["id"].as_str().unwrap()).collect();
-        assert_eq!(
-            r.header("x-chaosflow-event-ids"),
-            Some(ids.join(",").as_str())
+        // One run, consecutive: one range.
+        let seq = |e: &Value| e["seq"].as_u64().unwrap();
+        let range = format!(
+            "{}:{}-{}",
+            lines[0]["run_id"].as_str().unwrap(),
+            seq(&lines[0]),
+            seq(&lines[lines.len() - 1])
         );
+        let expected = if lines.len() == 1 {
+            lines[0]["id"].as_str().unwrap().to_owned()
+        } else {
+            range
+        };
+        assert_eq!(r.header("x-chaosflow-event-ids"), Some(expected.as_str()));
         received.extend(lines);
     }
     assert_eq!(received, stream(&outcome), "every event, in order, once");

@@ -47,6 +47,13 @@ impl Event {
         line
     }
 
+    /// Appends the event's JSON line, newline included, to `out` (one buffer for a batch).
+    pub fn write_json_line(&self, out: &mut Vec<u8>) {
+        // Writing a struct of strings, integers and a `Value` to a Vec cannot fail.
+        serde_json::to_writer(&mut *out, self).expect("an event always serializes");
+        out.push(b'\n');
+    }
+
     /// Parses one JSON line (with or without its trailing newline) into an event.
     ///
     /// # Errors

@@ -15,7 +15,10 @@
 //! `json.dumps` writes it), or, with `forward_event_payload: false`, a GET without body.
 //! `format: events` POSTs batches of envelopes as JSON Lines (`application/x-ndjson`). Every
 //! request carries the ids of its events in `X-Chaosflow-Event-Ids`, so a receiver can drop
-//! the duplicates that retries may cause. Failures are retried per [`crate::retry`].
+//! the duplicates that retries may cause: comma-separated, consecutive events of a run written
+//! as one range (`<run_id>:<first seq>-<last seq>`), and never longer than
+//! [`MAX_IDS_HEADER`] bytes: a batch whose ids would not fit (a filtered stream with many gaps)
+//! goes as several requests. Failures are retried per [`crate::retry`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +33,53 @@ use crate::{Batching, BuildError, Event, Problem, SendError, Sink};
 
 /// Header carrying the ids of the events of a request.
 pub const EVENT_IDS_HEADER: &str = "x-chaosflow-event-ids";
+
+/// Longest `X-Chaosflow-Event-Ids` value sent: well under the 8 KiB header lines that common
+/// servers (nginx, Apache) accept.
+pub const MAX_IDS_HEADER: usize = 4096;
+
+/// The `X-Chaosflow-Event-Ids` values of `events`, each with the number of events it covers:
+/// one value unless the ids do not fit in [`MAX_IDS_HEADER`] bytes.
+pub fn id_ranges(events: &[Arc<Event>]) -> Vec<(String, usize)> {
+    let mut values = Vec::new();
+    let mut value = String::new();
+    let mut covered = 0;
+    let mut i = 0;
+    while i < events.len() {
+        // The longest run of consecutive sequence numbers of one run from `i`.
+        let mut j = i + 1;
+        while j < events.len()
+            && events[j].run_id == events[i].run_id
+            && events[j].seq == events[j - 1].seq + 1
+        {
+            j += 1;
+        }
+        let item = if j - i == 1 {
+            events[i].id.clone()
+        } else {
+            format!(
+                "{}:{}-{}",
+                events[i].run_id,
+                events[i].seq,
+                events[j - 1].seq
+            )
+        };
+        if !value.is_empty() && value.len() + 1 + item.len() > MAX_IDS_HEADER {
+            values.push((std::mem::take(&mut value), covered));
+            covered = 0;
+        }
+        if !value.is_empty() {
+            value.push(',');
+        }
+        value.push_str(&item);
+        covered += j - i;
+        i = j;
+    }
+    if covered > 0 {
+        values.push((value, covered));
+    }
+    values
+}
 
 /// What the requests look like.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
@@ -276,11 +326,20 @@ impl Sink for HttpSink {
     }
 
     async fn send(&mut self, events: &[Arc<Event>]) -> Result<(), SendError> {
-        let ids = events
-            .iter()
-            .map(|e| e.id.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
+        // Almost always one request; a retry after a partial success sends the whole batch
+        // again, and the ids let the receiver drop what it already has.
+        let mut rest = events;
+        for (ids, covered) in id_ranges(events) {
+            let (part, next) = rest.split_at(covered);
+            rest = next;
+            self.send_part(part, ids).await?;
+        }
+        Ok(())
+    }
+}
+
+impl HttpSink {
+    async fn send_part(&self, events: &[Arc<Event>], ids: String) -> Result<(), SendError> {
         let request = match self.format {
             Format::Chaostoolkit if !self.forward_event_payload => self.client.get(&self.url),
             Format::Chaostoolkit => {
@@ -291,7 +350,10 @@ impl Sink for HttpSink {
                     .body(body.concat())
             }
             Format::Events => {
-                let body: String = events.iter().map(|e| e.to_json_line()).collect();
+                let mut body = Vec::with_capacity(events.len() * 512);
+                for event in events {
+                    event.write_json_line(&mut body);
+                }
                 self.client
                     .request(self.method.clone(), &self.url)
                     .header("content-type", "application/x-ndjson")
@@ -371,6 +433,39 @@ pub fn epoch_seconds(ts: &str) -> Option<f64> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn event(run: &str, seq: u64) -> Arc<Event> {
+        Arc::new(Event {
+            id: format!("{run}:{seq}"),
+            run_id: run.into(),
+            seq,
+            ts: String::new(),
+            name: "activity-completed".into(),
+            phase: "method".into(),
+            payload: Value::Null,
+            error: None,
+        })
+    }
+
+    #[test]
+    fn event_ids_are_ranges_and_fit_in_a_header() {
+        let batch: Vec<_> = (0..1000).map(|s| event("r", s)).collect();
+        assert_eq!(id_ranges(&batch), vec![("r:0-999".to_string(), 1000)]);
+        let mixed = vec![event("r", 7), event("r", 9), event("r", 10), event("s", 0)];
+        assert_eq!(id_ranges(&mixed), vec![("r:7,r:9-10,s:0".to_string(), 4)]);
+        // Every other event of a long run (a filtered stream): split to fit.
+        let run = "3f0c1d2e-5b6a-4c7d-8e9f-0a1b2c3d4e5f";
+        let gaps: Vec<_> = (0..2000).step_by(2).map(|s| event(run, s)).collect();
+        let values = id_ranges(&gaps);
+        assert!(values.len() > 1);
+        assert!(values.iter().all(|(v, _)| v.len() <= MAX_IDS_HEADER));
+        assert_eq!(values.iter().map(|(_, n)| n).sum::<usize>(), 1000);
+        let all: Vec<String> = values
+            .iter()
+            .flat_map(|(v, _)| v.split(',').map(str::to_owned))
+            .collect();
+        assert_eq!(all, gaps.iter().map(|e| e.id.clone()).collect::<Vec<_>>());
+    }
 
     #[test]
     fn chaostoolkit_body_is_pythons() {

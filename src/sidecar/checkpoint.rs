@@ -1,8 +1,11 @@
 //! The sidecar's checkpoint: which events file, and how far into it every sink has handled
 //! the events.
 //!
-//! A small versioned JSON document, written to `<path>.tmp`, synced, then renamed over
-//! `<path>`: a crash at any moment leaves the old checkpoint or the new one, never half of one.
+//! A small versioned JSON document, written to `<path>.tmp`, then renamed over `<path>`: a
+//! crash of the process at any moment leaves the old checkpoint or the new one, never half of
+//! one. Only the last save before a clean exit is synced to disk: in a pod the events file and
+//! the checkpoint live on the same volume and share its fate, and a sync after every batch
+//! would cost more than the delivery itself.
 //! The file is named by its identity (device, inode) and a fingerprint of its first line, so a
 //! new file that reuses the inode of a deleted one is not mistaken for it.
 
@@ -156,12 +159,13 @@ impl Checkpoint {
             .map_err(|e| invalid(e.to_string()))
     }
 
-    /// Saves the checkpoint at `path` atomically (temporary file, sync, rename).
+    /// Saves the checkpoint at `path` atomically (temporary file, rename), synced to disk
+    /// first when `sync` is set.
     ///
     /// # Errors
     ///
     /// The directory is not writable or the disk is full.
-    pub fn save(&self, path: &Path) -> std::io::Result<()> {
+    pub fn save(&self, path: &Path, sync: bool) -> std::io::Result<()> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(".tmp");
         let tmp = PathBuf::from(tmp);
@@ -169,9 +173,10 @@ impl Checkpoint {
         text.push(b'\n');
         let mut file = File::create(&tmp)?;
         file.write_all(&text)?;
-        // Without it a power loss could leave the renamed file empty; a crash of the process
-        // alone could not.
-        file.sync_data()?;
+        if sync {
+            // Without it a power loss could leave the renamed file empty.
+            file.sync_data()?;
+        }
         std::fs::rename(&tmp, path)
     }
 }
@@ -200,7 +205,7 @@ mod tests {
         let path = dir.path().join("events.checkpoint");
         assert!(Checkpoint::load(&path).unwrap().is_none());
         let checkpoint = sample(dir.path());
-        checkpoint.save(&path).unwrap();
+        checkpoint.save(&path, true).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), Some(checkpoint));
         assert!(!dir.path().join("events.checkpoint.tmp").exists());
     }

@@ -94,12 +94,16 @@ struct Saves {
 }
 
 impl Shared {
-    /// Saves the checkpoint if the sinks got further than the last save.
-    fn save(&self, progress: &Progress) {
+    /// Saves the checkpoint if the sinks got further than the last save; `sync` (at the end)
+    /// also writes it to disk, even when it did not move.
+    fn save(&self, progress: &Progress, sync: bool) {
         let read = self.read.load(Ordering::Acquire);
         let position = progress.position(self.floor.load(Ordering::Acquire), read);
         let mut saves = self.saves.lock().unwrap_or_else(PoisonError::into_inner);
-        if saves.saved.is_some_and(|s| s >= position) {
+        if saves
+            .saved
+            .is_some_and(|s| s > position || (s == position && !sync))
+        {
             return;
         }
         let (generation, offset) = tail::split(position);
@@ -113,7 +117,7 @@ impl Shared {
             offset,
             ended: self.ended_at.load(Ordering::Acquire) == position,
         };
-        match checkpoint.save(&self.checkpoint_path) {
+        match checkpoint.save(&self.checkpoint_path, sync) {
             Ok(()) => {
                 saves.saved = Some(position);
                 if std::mem::take(&mut saves.failing) {
@@ -174,7 +178,9 @@ impl Session {
             &settings.sinks,
             &mut publisher,
             options,
-            Some(Arc::new(move |progress: &Progress| saver.save(progress))),
+            Some(Arc::new(move |progress: &Progress| {
+                saver.save(progress, false)
+            })),
         )
         .map_err(|e| e.to_string())?;
         *shared
@@ -207,7 +213,7 @@ impl Session {
         } else {
             self.pipeline.shutdown()
         };
-        shared.save(&progress);
+        shared.save(&progress, true);
         for summary in &summaries {
             if summary.failed + summary.dropped + summary.undelivered > 0 {
                 tracing::warn!("{summary}");
@@ -458,7 +464,7 @@ pub fn run(options: &Options) -> u8 {
             break;
         }
         // Lines the sinks filter out move the checkpoint too.
-        shared.save(&session.pipeline.progress());
+        shared.save(&session.pipeline.progress(), false);
         wait(&wake, options.poll_interval);
     }
     let stopped = shared.stop.load(Ordering::Acquire);
@@ -503,24 +509,19 @@ fn already_delivered(options: &Options, saved: Option<&Checkpoint>) -> bool {
 /// ended a run's stream.
 fn offer(line: Line<'_>, path: &Path, publisher: &Publisher, shared: &Shared) -> bool {
     let (event, at) = match line {
-        Line::Complete(bytes, at) => {
-            match std::str::from_utf8(bytes)
-                .map_err(|e| e.to_string())
-                .and_then(|text| Event::from_json_line(text).map_err(|e| e.to_string()))
-            {
-                Ok(event) => (event, at),
-                Err(e) => {
-                    shared.invalid.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        "{}, line ending at byte {}: not a chaosflow event ({e}); skipped. Only `chaosflow run --events-path` should write this file.",
-                        path.display(),
-                        tail::split(at).1
-                    );
-                    shared.read.store(at, Ordering::Release);
-                    return false;
-                }
+        Line::Complete(bytes, at) => match serde_json::from_slice::<Event>(bytes) {
+            Ok(event) => (event, at),
+            Err(e) => {
+                shared.invalid.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    "{}, line ending at byte {}: not a chaosflow event ({e}); skipped. Only `chaosflow run --events-path` should write this file.",
+                    path.display(),
+                    tail::split(at).1
+                );
+                shared.read.store(at, Ordering::Release);
+                return false;
             }
-        }
+        },
         Line::TooLong(at) => {
             shared.invalid.fetch_add(1, Ordering::Relaxed);
             tracing::error!(

@@ -175,7 +175,7 @@ impl Tail {
                 Err(e) => return Err(e),
             };
             let mut rest = &self.chunk[..n];
-            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            while let Some(end) = memchr::memchr(b'\n', rest) {
                 let (head, tail) = rest.split_at(end + 1);
                 rest = tail;
                 let skipped = std::mem::replace(&mut self.skipping, false);
