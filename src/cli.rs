@@ -99,6 +99,10 @@ struct SidecarArgs {
     /// Answer health probes at ADDR: `GET /healthz` (alive), `GET /readyz` (sinks running).
     #[arg(long, value_name = "ADDR")]
     health_addr: Option<SocketAddr>,
+    /// Do not use file notifications (inotify): only look every --poll-interval, for volumes
+    /// whose notifications are missing or unreliable.
+    #[arg(long)]
+    no_notify: bool,
 }
 
 /// Who delivers a run's events to the settings' sinks.
@@ -285,6 +289,7 @@ pub fn main() -> ExitCode {
             checkpoint,
             poll_interval: std::time::Duration::from_secs_f64(args.poll_interval),
             health: args.health_addr,
+            notify: !args.no_notify,
         };
         return ExitCode::from(crate::sidecar::run(&options));
     }

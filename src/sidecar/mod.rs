@@ -59,6 +59,8 @@ pub struct Options {
     pub poll_interval: Duration,
     /// Where to answer health probes, if anywhere.
     pub health: Option<SocketAddr>,
+    /// Use file notifications (inotify) besides the poll.
+    pub notify: bool,
 }
 
 /// State shared with the sinks' thread (checkpoint saves), the signal thread and the health
@@ -334,7 +336,16 @@ pub fn run(options: &Options) -> u8 {
         }
     }
     let dirty = Arc::new(Dirty::default());
-    let _watcher = watch(options, &dirty, wake_tx);
+    let _watcher = if options.notify {
+        watch(options, &dirty, wake_tx)
+    } else {
+        tracing::info!(
+            "Looking for changes every {:.1}s (no file notifications).",
+            options.poll_interval.as_secs_f64()
+        );
+        poll_settings(&dirty);
+        None
+    };
     let mut session = match Session::start(&settings, &shared) {
         Ok(s) => s,
         Err(e) => {
@@ -623,7 +634,12 @@ fn watch(
             );
         }
     }
-    // A settings change missed by the watcher is still found by the poll.
+    poll_settings(dirty);
+    Some(watcher)
+}
+
+/// Looks at the settings every 10 s: a change missed by the watcher, or no watcher at all.
+fn poll_settings(dirty: &Arc<Dirty>) {
     let flags = dirty.clone();
     let _ = std::thread::Builder::new()
         .name("chaosflow-settings-poll".into())
@@ -633,7 +649,6 @@ fn watch(
                 flags.settings.store(true, Ordering::Release);
             }
         });
-    Some(watcher)
 }
 
 fn parent(path: &Path) -> PathBuf {
