@@ -372,43 +372,14 @@ pub fn run(options: &Options) -> u8 {
         if dirty.settings.swap(false, Ordering::AcqRel)
             && let Some(next) = changed_settings(&options.settings, &mut settings_text)
         {
-            let old = std::mem::replace(&mut settings, next);
             tracing::info!(
                 "{}: the settings changed; the running sinks deliver what they hold, then the new ones take over.",
                 options.settings.display()
             );
-            session.end(&shared, false);
-            drop(old);
-            crate::redact::global().register(&settings.secret_values());
-            // What the old sinks did not finish is read again for the new ones.
-            let position = shared
-                .saved()
-                .unwrap_or_else(|| shared.floor.load(Ordering::Acquire));
-            if let Some(t) = tail.as_mut()
-                && position < t.position()
-            {
-                let (generation, offset) = tail::split(position);
-                if generation == t.generation() {
-                    if let Err(e) = t.rewind(offset) {
-                        tracing::error!("{}: {e}", options.events.display());
-                        return 1;
-                    }
-                } else {
-                    tracing::warn!(
-                        "{}: the old sinks left events of a replaced file undelivered; they cannot be read again.",
-                        options.events.display()
-                    );
-                }
-            }
-            let start = tail.as_ref().map_or(0, Tail::position);
-            shared.floor.store(start, Ordering::Release);
-            shared.read.store(start, Ordering::Release);
-            session = match Session::start(&settings, &shared) {
+            settings = next;
+            session = match switch(session, &settings, &shared, tail.as_mut(), &options.events) {
                 Ok(s) => s,
-                Err(e) => {
-                    tracing::error!("Cannot start the sinks of {}: {e}", settings.path.display());
-                    return 1;
-                }
+                Err(code) => return code,
             };
         }
         if tail.is_none() {
@@ -460,6 +431,7 @@ pub fn run(options: &Options) -> u8 {
         }
         match t.check() {
             Ok(Change::None) => {}
+            Ok(Change::More) => continue,
             Ok(Change::Truncated | Change::Replaced { .. }) => {
                 at_end = false;
                 continue;
@@ -500,6 +472,48 @@ pub fn run(options: &Options) -> u8 {
     } else {
         0
     }
+}
+
+/// Ends `old` (its sinks deliver what they hold, within the drain deadline) and starts the sinks
+/// of `settings`, reading again what the old ones did not deliver.
+fn switch(
+    old: Session,
+    settings: &Settings,
+    shared: &Arc<Shared>,
+    tail: Option<&mut Tail>,
+    events: &Path,
+) -> Result<Session, u8> {
+    old.end(shared, false);
+    crate::redact::global().register(&settings.secret_values());
+    let position = shared
+        .saved()
+        .unwrap_or_else(|| shared.floor.load(Ordering::Acquire));
+    let start = match tail {
+        Some(t) => {
+            if position < t.position() {
+                let (generation, offset) = tail::split(position);
+                if generation == t.generation() {
+                    t.rewind(offset).map_err(|e| {
+                        tracing::error!("{}: {e}", events.display());
+                        1
+                    })?;
+                } else {
+                    tracing::warn!(
+                        "{}: the old sinks left events of a replaced file undelivered; they cannot be read again.",
+                        events.display()
+                    );
+                }
+            }
+            t.position()
+        }
+        None => 0,
+    };
+    shared.floor.store(start, Ordering::Release);
+    shared.read.store(start, Ordering::Release);
+    Session::start(settings, shared).map_err(|e| {
+        tracing::error!("Cannot start the sinks of {}: {e}", settings.path.display());
+        1
+    })
 }
 
 /// Whether the checkpoint says the file's stream ended and everything in it was delivered.

@@ -41,6 +41,8 @@ pub fn split(mark: u64) -> (u64, u64) {
 pub enum Change {
     /// Nothing unusual.
     None,
+    /// More was appended since the last read: read again.
+    More,
     /// The file was truncated; reading started again at 0.
     Truncated,
     /// The path names a new file; the old one was read to its end.
@@ -239,7 +241,7 @@ impl Tail {
         }
         if len > read_to {
             // More to read first: the caller reads, then looks again.
-            return Ok(Change::None);
+            return Ok(Change::More);
         }
         let replaced = match std::fs::metadata(&self.path) {
             Ok(meta) => meta.ino() != self.id.ino || meta.dev() != self.id.dev,
@@ -386,7 +388,7 @@ mod tests {
         append(&path, "new\n");
         assert_eq!(
             tail.check().unwrap(),
-            Change::None,
+            Change::More,
             "not at the end of the old file yet"
         );
         assert_eq!(lines(&mut tail), vec![("late".into(), mark(1, 7))]);
