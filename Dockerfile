@@ -1,12 +1,11 @@
-# One image for every role: runner (`chaosflow run`); the sidecar and the operator will use the
-# same binary. The binary is linked statically, so the runtime stage only needs what process
-# providers call (a shell and coreutils).
+# One image for every role: runner (`chaosflow run`) and sidecar (`chaosflow sidecar`); the
+# operator will use the same binary. The binary is linked statically, so the runtime stage only
+# needs what process providers call (a shell and coreutils).
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu \
- && cp target/x86_64-unknown-linux-gnu/release/chaosflow /chaosflow
+# scripts/build-release: static glibc, hot functions laid out together (less resident memory).
+RUN cp "$(./scripts/build-release)" /chaosflow
 
 FROM debian:bookworm-slim
 RUN useradd --uid 1000 --create-home --home-dir /home/svc svc

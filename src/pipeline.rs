@@ -13,7 +13,7 @@
 //! are retried until they pass or the drain deadline comes, and [`Progress`] tells how far every
 //! sink got, which is what its checkpoint saves.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,7 @@ struct Stats {
     mark: AtomicU64,
     /// Durable mode: the sink stopped before handling everything (drain deadline, or it
     /// could not start), so its position stays at `mark`.
-    stopped: std::sync::atomic::AtomicBool,
+    stopped: AtomicBool,
 }
 
 impl Default for Stats {
@@ -134,7 +134,7 @@ impl Default for Stats {
             failed: AtomicU64::new(0),
             handled: AtomicU64::new(0),
             mark: AtomicU64::new(u64::MAX),
-            stopped: std::sync::atomic::AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
         }
     }
 }
