@@ -304,17 +304,13 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(async {
-        let settings = match Settings::load(&settings_path) {
+        let settings = match Settings::load_for_use(&settings_path) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!("{e}");
                 return 1;
             }
         };
-        crate::redact::global().register(&settings.secret_values());
-        for warning in &settings.warnings {
-            tracing::warn!("{}: {warning}", settings.path.display());
-        }
         match cli.command {
             Command::Run(args) => run(args, &settings).await,
             Command::Sidecar(_) => unreachable!("the sidecar runs without this runtime"),

@@ -114,6 +114,21 @@ impl Settings {
         Self::load_with_env(path, &|k| std::env::var(k).ok())
     }
 
+    /// [`Settings::load`], for settings about to be used: their secrets are masked in every
+    /// log, journal and event from here on, and their warnings are logged.
+    ///
+    /// # Errors
+    ///
+    /// See [`Settings::load`].
+    pub fn load_for_use(path: &Path) -> Result<Self, SettingsError> {
+        let settings = Self::load(path)?;
+        crate::redact::global().register(&settings.secret_values());
+        for warning in &settings.warnings {
+            tracing::warn!("{}: {warning}", settings.path.display());
+        }
+        Ok(settings)
+    }
+
     /// [`Settings::load`] with an injectable environment.
     ///
     /// # Errors

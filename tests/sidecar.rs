@@ -242,28 +242,23 @@ fn sidecar_command(dir: &Path, settings: &Path, extra: &[&str]) -> Child {
 /// Waits for the sidecar to exit (at most `within`); its exit code and log.
 fn finish(mut sidecar: Sidecar, within: Duration) -> (i32, String) {
     let mut child = sidecar.0.take().expect("running");
+    let log = |child: &mut Child| {
+        let mut log = String::new();
+        let stderr = child.stderr.as_mut().expect("piped stderr");
+        stderr.read_to_string(&mut log).unwrap();
+        log
+    };
     let until = Instant::now() + within;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
-            let mut log = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut log)
-                .unwrap();
-            return (status.code().unwrap_or(-1), log);
+            return (status.code().unwrap_or(-1), log(&mut child));
         }
         if Instant::now() > until {
             let _ = child.kill();
-            let mut log = String::new();
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut log)
-                .unwrap();
-            panic!("the sidecar did not exit within {within:?}:\n{log}");
+            panic!(
+                "the sidecar did not exit within {within:?}:\n{}",
+                log(&mut child)
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -265,17 +265,13 @@ impl Drop for Claim {
 
 /// Runs the sidecar; returns the process exit code.
 pub fn run(options: &Options) -> u8 {
-    let mut settings = match Settings::load(&options.settings) {
+    let mut settings = match Settings::load_for_use(&options.settings) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!("{e}");
             return 1;
         }
     };
-    crate::redact::global().register(&settings.secret_values());
-    for warning in &settings.warnings {
-        tracing::warn!("{}: {warning}", settings.path.display());
-    }
     let saved = match Checkpoint::load(&options.checkpoint) {
         Ok(c) => c,
         Err(e) => {
@@ -484,7 +480,6 @@ fn switch(
     events: &Path,
 ) -> Result<Session, u8> {
     old.end(shared, false);
-    crate::redact::global().register(&settings.secret_values());
     let position = shared
         .saved()
         .unwrap_or_else(|| shared.floor.load(Ordering::Acquire));
@@ -578,13 +573,8 @@ fn changed_settings(path: &Path, last: &mut Option<Vec<u8>>) -> Option<Settings>
         return None;
     }
     *last = Some(text);
-    match Settings::load(path) {
-        Ok(settings) => {
-            for warning in &settings.warnings {
-                tracing::warn!("{}: {warning}", settings.path.display());
-            }
-            Some(settings)
-        }
+    match Settings::load_for_use(path) {
+        Ok(settings) => Some(settings),
         Err(e) => {
             tracing::error!(
                 "{e}\nThe new settings are not applied; the running sinks stay until a valid version arrives."
