@@ -170,8 +170,15 @@ pub fn float_repr(f: f64) -> String {
             "0.0".into()
         };
     }
-    // Rust's `{:e}` gives the shortest round-trip digits, like Python's repr.
-    let sci = format!("{f:e}");
+    // Rust's `{:e}` gives the shortest digits that read back as `f`. When two strings of that
+    // length do, Python takes the nearest to `f`, and on an exact tie the even one
+    // (0.0195560455322265625 -> ...562): that is the correctly rounded value at that length,
+    // which `{:.N$e}` gives (it rounds ties to even).
+    let shortest = format!("{f:e}");
+    let length = shortest
+        .split_once('e')
+        .map_or(0, |(m, _)| m.chars().filter(char::is_ascii_digit).count());
+    let sci = format!("{f:.*e}", length.saturating_sub(1));
     let (mantissa, exp) = sci.split_once('e').expect("`{:e}` always has an exponent");
     let exp: i32 = exp.parse().expect("`{:e}` exponent is an integer");
     let negative = mantissa.starts_with('-');
@@ -244,6 +251,11 @@ mod tests {
             (-3.25, "-3.25"),
             (1e300, "1e+300"),
             (0.0, "0.0"),
+            // An exact tie between two 17-digit strings: Python takes the even one.
+            (0.019_556_045_532_226_562, "0.019556045532226562"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (5e-324, "5e-324"),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
         ] {
             assert_eq!(float_repr(f), s, "{f}");
         }

@@ -350,6 +350,12 @@ pub fn run(options: &Options) -> u8 {
         }
     };
     let mut settings_text = std::fs::read(&options.settings).ok();
+    if settings.sinks.is_empty() {
+        tracing::warn!(
+            "{} names no sink: the events are read and the checkpoint moves on, but nothing is delivered.",
+            settings.path.display()
+        );
+    }
     tracing::info!(
         "Delivering the events of {} to {} sink(s) of {}...",
         options.events.display(),
