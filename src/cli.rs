@@ -1,5 +1,5 @@
 //! The command line: `chaosflow run` and `chaosflow validate`, with `chaos`'s options;
-//! `chaosflow settings` and `chaosflow sidecar`.
+//! `chaosflow settings`, `chaosflow sidecar` and `chaosflow crd`.
 //!
 //! Global options are accepted before or after the subcommand. Exit codes are `chaos`'s: 0
 //! for a completed, non-deviated run or a valid experiment; 1 otherwise (invalid input, a run
@@ -83,6 +83,9 @@ enum Command {
     /// Follow a runner's events file and deliver its events to the settings' sinks, at least
     /// once (in a pod, next to `chaosflow run --delivery sidecar`).
     Sidecar(SidecarArgs),
+    /// Print the ChaosToolkitExperiment CustomResourceDefinition (YAML), generated from
+    /// chaosflow's types.
+    Crd,
 }
 
 #[derive(Debug, Args)]
@@ -233,7 +236,7 @@ pub fn main() -> ExitCode {
     let global = &cli.global;
     let log_file = match (&global.log_file, &cli.command) {
         (Some(path), _) => Some(path.clone()),
-        (None, Command::Sidecar(_)) => None,
+        (None, Command::Sidecar(_) | Command::Crd) => None,
         (None, _) => Some(PathBuf::from("chaostoolkit.log")),
     };
     let log = LogOptions {
@@ -259,6 +262,7 @@ pub fn main() -> ExitCode {
         Command::Validate(_) => "validate",
         Command::Settings(_) => "settings",
         Command::Sidecar(_) => "sidecar",
+        Command::Crd => "crd",
     };
     let settings_path = match &cli.command {
         Command::Settings(SettingsCommand::Check { file: Some(file) }) => file.clone(),
@@ -276,6 +280,10 @@ pub fn main() -> ExitCode {
             tracing::error!("Cannot change directory to {}: {e}", dir.display());
             return ExitCode::FAILURE;
         }
+    }
+    if let Command::Crd = &cli.command {
+        print!("{}", crate::operator::crd::crd_yaml());
+        return ExitCode::SUCCESS;
     }
     if let Command::Sidecar(args) = &cli.command {
         let checkpoint = args.checkpoint.clone().unwrap_or_else(|| {
@@ -313,7 +321,9 @@ pub fn main() -> ExitCode {
         };
         match cli.command {
             Command::Run(args) => run(args, &settings).await,
-            Command::Sidecar(_) => unreachable!("the sidecar runs without this runtime"),
+            Command::Sidecar(_) | Command::Crd => {
+                unreachable!("handled before the runtime starts")
+            }
             Command::Validate(args) => validate_command(args, &settings).await,
             Command::Settings(SettingsCommand::Show) => {
                 print!("{}", settings.show());

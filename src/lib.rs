@@ -3,8 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`, `sidecar`), exit codes; the
-//!   only place that turns errors into messages and exit codes.
+//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`, `sidecar`, `crd`),
+//!   exit codes; the only place that turns errors into messages and exit codes.
 //! - [`telemetry`]: logging through `tracing`, rendered as Chaos Toolkit's console and
 //!   `chaostoolkit.log` lines.
 //! - [`settings`]: `settings.yaml`: Chaos Toolkit's keys (notifications, controls, runtime
@@ -17,6 +17,7 @@
 //! - [`events`]: the journal event stream (schema, emitter, non-blocking publisher).
 //! - [`pipeline`]: from the publisher to the sinks (the `chaosflow-sinks` crate): a bounded
 //!   queue and a task per sink, retries, drops, the drain and its delivery summary.
+//! - [`operator`]: the `ChaosToolkitExperiment` custom resource (`chaosflow crd`).
 //! - [`sidecar`]: following a runner's events file into the same pipeline, at least once, with
 //!   a checkpoint, backpressure by reading, settings rotation and health probes.
 //! - [`substitute`], [`python`], [`jsonpath`]: the parts of Chaos Toolkit's behaviour that come
@@ -35,6 +36,7 @@ pub mod experiment;
 pub mod http_client;
 pub mod journal;
 pub mod jsonpath;
+pub mod operator;
 pub mod pipeline;
 pub mod python;
 pub mod redact;

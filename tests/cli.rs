@@ -423,3 +423,39 @@ fn python_controls_in_settings_are_named_and_ignored() {
             .any(|l| l.starts_with("WARNING:") && l.contains("chaostracing.control"))
     );
 }
+
+/// `deploy/base/crd.yaml` is what `chaosflow crd` prints from the Rust types: regenerate it
+/// with `cargo run -- crd > deploy/base/crd.yaml` when the types change.
+#[test]
+fn the_deployed_crd_is_the_one_the_types_generate() {
+    let out = std::process::Command::new(support::chaosflow_bin())
+        .arg("crd")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let deployed = std::fs::read_to_string(support::repo().join("deploy/base/crd.yaml")).unwrap();
+    assert!(
+        printed == deployed,
+        "deploy/base/crd.yaml drifted from the types: run `cargo run -- crd > deploy/base/crd.yaml`"
+    );
+    assert!(printed.contains("name: chaosexperiments.chaostoolkit.org"));
+    // Kubernetes' own schema for CustomResourceDefinitions accepts it, strictly.
+    let validate = support::repo().join(".venv/bin/kubernetes-validate");
+    let out = std::process::Command::new(&validate)
+        .args(["--strict", "--quiet"])
+        .arg(support::repo().join("deploy/base/crd.yaml"))
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/setup-test-peers installs it)",
+                validate.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "kubernetes-validate --strict: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
