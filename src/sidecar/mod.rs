@@ -401,10 +401,7 @@ pub fn run(options: &Options) -> u8 {
                     continue;
                 }
                 Err(e) => {
-                    tracing::error!(
-                        "{}: cannot read the events file: {e}",
-                        options.events.display()
-                    );
+                    unreadable(&options.events, &e);
                     failed = true;
                     break;
                 }
@@ -419,10 +416,7 @@ pub fn run(options: &Options) -> u8 {
         let at_eof = match read {
             Ok(eof) => eof,
             Err(e) => {
-                tracing::error!(
-                    "{}: cannot read the events file: {e}",
-                    options.events.display()
-                );
+                unreadable(&options.events, &e);
                 failed = true;
                 break;
             }
@@ -439,7 +433,7 @@ pub fn run(options: &Options) -> u8 {
                 continue;
             }
             Err(e) => {
-                tracing::error!("{}: {e}", options.events.display());
+                unreadable(&options.events, &e);
                 failed = true;
                 break;
             }
@@ -515,6 +509,10 @@ fn switch(
         tracing::error!("Cannot start the sinks of {}: {e}", settings.path.display());
         1
     })
+}
+
+fn unreadable(path: &Path, e: &std::io::Error) {
+    tracing::error!("{}: cannot read the events file: {e}", path.display());
 }
 
 /// Whether the checkpoint says the file's stream ended and everything in it was delivered.
