@@ -174,6 +174,10 @@ struct RunArgs {
     /// Write the run's events as JSON Lines to PATH (appended; `-` for stdout).
     #[arg(long, value_name = "PATH")]
     events_path: Option<PathBuf>,
+    /// Write the run's outcome as one JSON object to PATH when it ends (in a pod:
+    /// /dev/termination-log, which the operator reads back from the pod's status).
+    #[arg(long, value_name = "PATH", env = "CHAOSFLOW_TERMINATION_LOG")]
+    termination_log: Option<PathBuf>,
     /// Who delivers the events to the settings' sinks: this process, or a sidecar following
     /// --events-path (never both: every event would arrive twice).
     #[arg(long, value_enum, default_value_t = Delivery::Process, env = "CHAOSFLOW_DELIVERY")]
@@ -509,25 +513,78 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match execute(&args, settings, &stream.emitter).await {
-        Ok(ended) => stream.end(
-            Phase::Run,
-            ended.status.as_str(),
-            ended.deviated,
-            ended.exit_code,
-            Some(&args.journal_path),
-        ),
+    let (code, outcome) = match execute(&args, settings, &stream.emitter).await {
+        Ok(ended) => {
+            let code = stream.end(
+                Phase::Run,
+                ended.status.as_str(),
+                ended.deviated,
+                ended.exit_code,
+                Some(&args.journal_path),
+            );
+            (code, ended.outcome)
+        }
         Err(Invalid { error, payload }) => {
+            let outcome =
+                json!({"status": "invalid", "deviated": false, "exitCode": 1, "error": error});
             stream
                 .emitter
                 .emit(names::RUN_INVALID, Phase::Run, payload, Some(error));
-            stream.end(Phase::Run, "invalid", false, 1, None)
+            (stream.end(Phase::Run, "invalid", false, 1, None), outcome)
         }
+    };
+    if let Some(path) = &args.termination_log {
+        write_termination_log(path, &outcome);
     }
+    code
+}
+
+/// Kubernetes keeps at most this much of a termination message.
+const TERMINATION_LOG_MAX: usize = 4096;
+
+/// Writes the run's outcome for whoever reads the pod's status (the operator). A failure is
+/// reported and leaves the exit code alone: the run itself is over and recorded.
+fn write_termination_log(path: &Path, outcome: &Value) {
+    let mut text = outcome.to_string();
+    if text.len() > TERMINATION_LOG_MAX {
+        // Only an error message can make it long; keep the verdict whole.
+        let mut short = outcome.clone();
+        short["error"] = Value::String("(too long for a termination message; see the log)".into());
+        text = short.to_string();
+    }
+    if let Err(e) = std::fs::write(path, text) {
+        tracing::error!("Cannot write the termination log {}: {e}", path.display());
+    }
+}
+
+/// The outcome of a run, as `--termination-log` writes it: the journal's status and
+/// deviation, the exit code, times, and the activities run and failed.
+fn outcome(journal: &crate::journal::Journal, exit_code: u8, journal_path: &Path) -> Value {
+    use crate::journal::ItemStatus;
+    let items = journal.run.iter().chain(&journal.rollbacks);
+    let failed = items
+        .clone()
+        .filter(|i| i.status == Some(ItemStatus::Failed))
+        .count();
+    let met = |s: &Option<crate::journal::SteadyState>| s.as_ref().and_then(|s| s.steady_state_met);
+    json!({
+        "status": journal.status.map(|s| s.as_str()),
+        "deviated": journal.deviated,
+        "exitCode": exit_code,
+        "start": journal.start,
+        "end": journal.end,
+        "activities": items.count(),
+        "failed": failed,
+        "hypothesisBefore": met(&journal.steady_states.before),
+        "hypothesisAfter": met(&journal.steady_states.after),
+        "journalPath": journal_path.display().to_string(),
+    })
 }
 
 /// How a run ended.
 struct Ended {
+    /// What `--termination-log` writes.
+    outcome: Value,
     status: Status,
     deviated: bool,
     exit_code: u8,
@@ -707,6 +764,7 @@ async fn execute(args: &RunArgs, settings: &Settings, emitter: &Emitter) -> Resu
         emitter.emit(flow, Phase::Run, journal_value, None);
     }
     Ok(Ended {
+        outcome: outcome(&journal, exit, &args.journal_path),
         status,
         deviated: journal.deviated,
         exit_code: exit,

@@ -459,3 +459,57 @@ fn the_deployed_crd_is_the_one_the_types_generate() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// In a pod the runner leaves its outcome in the termination message, where the operator reads
+/// it from the pod's status.
+#[test]
+fn the_termination_log_tells_the_outcome() {
+    let hello = support::repo().join("experiments/hello-world.yaml");
+    let out = Run::chaosflow()
+        .args([
+            "run",
+            "--termination-log",
+            "termination-log",
+            hello.to_str().unwrap(),
+        ])
+        .run();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(out.dir.path().join("termination-log")).unwrap();
+    assert!(text.len() < 4096);
+    let outcome: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(outcome["status"], "completed");
+    assert_eq!(outcome["deviated"], false);
+    assert_eq!(outcome["exitCode"], 0);
+    assert_eq!(
+        outcome["activities"], 2,
+        "the method's action and the rollback"
+    );
+    assert_eq!(outcome["failed"], 0);
+    assert_eq!(outcome["hypothesisBefore"], true);
+    assert_eq!(outcome["hypothesisAfter"], true);
+    assert_eq!(outcome["journalPath"], "./journal.json");
+    assert_eq!(outcome["start"], out.journal()["start"]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.json");
+    std::fs::write(&broken, r#"{"title": "no method"}"#).unwrap();
+    let out = Run::chaosflow()
+        .args([
+            "run",
+            "--termination-log",
+            "termination-log",
+            broken.to_str().unwrap(),
+        ])
+        .run();
+    assert_eq!(out.code, 1);
+    let outcome: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.dir.path().join("termination-log")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(outcome["status"], "invalid");
+    assert_eq!(outcome["exitCode"], 1);
+    assert!(
+        outcome["error"].as_str().unwrap().contains("broken.json"),
+        "{outcome}"
+    );
+}
