@@ -575,17 +575,14 @@ fn ctk_http(
         "events",
     ];
     let before = problems.len();
-    for key in map.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            problems.push(problem(
-                format!("{at}.{key}"),
-                format!(
-                    "unknown key; http notifications know {}",
-                    KEYS[1..].join(", ")
-                ),
-            ));
-        }
-    }
+    unknown_keys(
+        map,
+        at,
+        KEYS,
+        "http notifications know",
+        &KEYS[1..],
+        problems,
+    );
     let Some(url) = map.get("url").and_then(Value::as_str) else {
         problems.push(problem(
             format!("{at}.url"),
@@ -660,6 +657,24 @@ fn ctk_events(
     }
 }
 
+/// Reports every key of `map` (at `at`) that is not in `known`, naming the keys a user may
+/// write (`shown`: `known` without the ones the entry's kind already implies).
+fn unknown_keys(
+    map: &Map<String, Value>,
+    at: &str,
+    known: &[&str],
+    who: &str,
+    shown: &[&str],
+    problems: &mut Vec<Problem>,
+) {
+    for key in map.keys().filter(|k| !known.contains(&k.as_str())) {
+        problems.push(problem(
+            format!("{at}.{key}"),
+            format!("unknown key; {who} {}", shown.join(", ")),
+        ));
+    }
+}
+
 /// chaostoolkit-slack's notifier (`type: plugin`, `module: chaosslack.notification`).
 fn ctk_slack(
     map: &Map<String, Value>,
@@ -668,17 +683,14 @@ fn ctk_slack(
 ) -> Option<slack::Config> {
     const KEYS: &[&str] = &["type", "module", "func", "token", "channel", "events"];
     let before = problems.len();
-    for key in map.keys() {
-        if !KEYS.contains(&key.as_str()) {
-            problems.push(problem(
-                format!("{at}.{key}"),
-                format!(
-                    "unknown key; the Slack notifier knows {}",
-                    KEYS[2..].join(", ")
-                ),
-            ));
-        }
-    }
+    unknown_keys(
+        map,
+        at,
+        KEYS,
+        "the Slack notifier knows",
+        &KEYS[2..],
+        problems,
+    );
     let text = |key: &str, problems: &mut Vec<Problem>| match map.get(key).and_then(Value::as_str) {
         Some(v) if !v.trim().is_empty() => Some(v.to_owned()),
         _ => {
