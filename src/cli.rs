@@ -86,6 +86,28 @@ enum Command {
     /// Print the ChaosToolkitExperiment CustomResourceDefinition (YAML), generated from
     /// chaosflow's types.
     Crd,
+    /// Run the Kubernetes operator: ChaosToolkitExperiment resources become runner pods (or
+    /// CronJobs) with the sidecar; their runs come back as status and events.
+    Operator(OperatorArgs),
+}
+
+#[derive(Debug, Args)]
+struct OperatorArgs {
+    /// Watch only the experiments of this namespace [default: all namespaces].
+    #[arg(long, value_name = "NS", env = "CHAOSFLOW_WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Image of the runner and sidecar containers when an experiment names none [default: the
+    /// operator's own pod's image].
+    #[arg(long, value_name = "IMAGE", env = "CHAOSFLOW_RUNNER_IMAGE")]
+    image: Option<String>,
+    /// Serve `/metrics`, `/healthz` and `/readyz` on ADDR.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "0.0.0.0:8080",
+        env = "CHAOSFLOW_OPERATOR_LISTEN"
+    )]
+    listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +128,12 @@ struct SidecarArgs {
     /// whose notifications are missing or unreliable.
     #[arg(long)]
     no_notify: bool,
+    /// Run as a Kubernetes native sidecar (an init container with `restartPolicy: Always`):
+    /// stay after the stream ends, since the kubelet restarts a sidecar that exits, and on
+    /// SIGTERM, which comes once the runner has ended, read the file to its end before the
+    /// drain deadline.
+    #[arg(long)]
+    native_sidecar: bool,
 }
 
 /// Who delivers a run's events to the settings' sinks.
@@ -172,7 +200,7 @@ struct RunArgs {
     #[arg(long)]
     fail_fast: bool,
     /// Write the run's events as JSON Lines to PATH (appended; `-` for stdout).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", env = "CHAOSFLOW_EVENTS_PATH")]
     events_path: Option<PathBuf>,
     /// Write the run's outcome as one JSON object to PATH when it ends (in a pod:
     /// /dev/termination-log, which the operator reads back from the pod's status).
@@ -240,7 +268,7 @@ pub fn main() -> ExitCode {
     let global = &cli.global;
     let log_file = match (&global.log_file, &cli.command) {
         (Some(path), _) => Some(path.clone()),
-        (None, Command::Sidecar(_) | Command::Crd) => None,
+        (None, Command::Sidecar(_) | Command::Crd | Command::Operator(_)) => None,
         (None, _) => Some(PathBuf::from("chaostoolkit.log")),
     };
     let log = LogOptions {
@@ -267,6 +295,7 @@ pub fn main() -> ExitCode {
         Command::Settings(_) => "settings",
         Command::Sidecar(_) => "sidecar",
         Command::Crd => "crd",
+        Command::Operator(_) => "operator",
     };
     let settings_path = match &cli.command {
         Command::Settings(SettingsCommand::Check { file: Some(file) }) => file.clone(),
@@ -302,8 +331,17 @@ pub fn main() -> ExitCode {
             poll_interval: std::time::Duration::from_secs_f64(args.poll_interval),
             health: args.health_addr,
             notify: !args.no_notify,
+            native: args.native_sidecar,
         };
         return ExitCode::from(crate::sidecar::run(&options));
+    }
+    if let Command::Operator(args) = &cli.command {
+        let options = crate::operator::Options {
+            namespace: args.namespace.clone(),
+            image: args.image.clone(),
+            listen: args.listen,
+        };
+        return ExitCode::from(crate::operator::run(&options));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -325,7 +363,7 @@ pub fn main() -> ExitCode {
         };
         match cli.command {
             Command::Run(args) => run(args, &settings).await,
-            Command::Sidecar(_) | Command::Crd => {
+            Command::Sidecar(_) | Command::Crd | Command::Operator(_) => {
                 unreachable!("handled before the runtime starts")
             }
             Command::Validate(args) => validate_command(args, &settings).await,

@@ -411,28 +411,32 @@ fn a_stuck_subscriber_never_blocks_the_runner() {
         .build()
         .unwrap();
     let started = Instant::now();
-    let journal = runtime.block_on(async {
-        let overlay = BTreeMap::new();
-        let scope = runner::configure(&experiment, &Vars::default(), &ProcessEnv, &overlay)
-            .await
-            .unwrap();
-        let options = RunOptions {
-            dry: None,
-            strategy: Strategy::Default,
-            rollback_strategy: "default".into(),
-            hypothesis_frequency: 1.0,
-            fail_fast: false,
-            traceparent: false,
-        };
-        runner::run(
-            experiment,
-            scope,
-            Arc::new(overlay),
-            options,
-            emitter.clone(),
-        )
-        .await
-    });
+    // The whole run is polled on this thread, as `chaosflow run` polls it on its main thread
+    // (8 MiB); a test thread's default 2 MiB is too small for an unoptimized build.
+    let run_emitter = emitter.clone();
+    let run = move || {
+        runtime.block_on(async {
+            let overlay = BTreeMap::new();
+            let scope = runner::configure(&experiment, &Vars::default(), &ProcessEnv, &overlay)
+                .await
+                .unwrap();
+            let options = RunOptions {
+                dry: None,
+                strategy: Strategy::Default,
+                rollback_strategy: "default".into(),
+                hypothesis_frequency: 1.0,
+                fail_fast: false,
+                traceparent: false,
+            };
+            runner::run(experiment, scope, Arc::new(overlay), options, run_emitter).await
+        })
+    };
+    let journal = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(run)
+        .unwrap()
+        .join()
+        .unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(journal.status.map(|s| s.as_str()), Some("completed"));
     let emitted = emitter.count();

@@ -7,12 +7,16 @@
 //! - `pipeline`: sinks against real receivers, and notifications against `chaos`'s;
 //! - `otlp`: the OTLP sink against a real collector and a queryable trace backend;
 //! - `sidecar`: the sidecar against a receiver that goes down: crashes, outages, rotations;
-//! - `jsonpath`: the jsonpath2 dialect against jsonpath2.
+//! - `operator`: the operator binary against the loopback fake API server;
+//! - `jsonpath`: the jsonpath2 dialect against jsonpath2;
+//! - `deploy`: the Kubernetes manifests, examples, Terraform and Dockerfile, checked offline.
 
 mod cli;
 mod conformance;
+mod deploy;
 mod events;
 mod jsonpath;
+mod operator;
 mod otlp;
 mod pipeline;
 mod sidecar;

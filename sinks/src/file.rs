@@ -139,11 +139,18 @@ impl FileSink {
             SendError::transient(format!("cannot flush {}: {e}", self.current.display()))
         })?;
         // The appender keeps its file to itself; any descriptor of the file syncs its data.
-        std::fs::File::open(&self.current)
-            .and_then(|f| f.sync_data())
-            .map_err(|e| {
-                SendError::transient(format!("cannot sync {}: {e}", self.current.display()))
-            })
+        let file = std::fs::File::open(&self.current).map_err(|e| {
+            SendError::transient(format!("cannot sync {}: {e}", self.current.display()))
+        })?;
+        match file.sync_data() {
+            Ok(()) => Ok(()),
+            // A pipe or terminal (`/dev/stdout` in a container) has nothing to sync.
+            Err(_) if file.metadata().is_ok_and(|m| !m.is_file()) => Ok(()),
+            Err(e) => Err(SendError::transient(format!(
+                "cannot sync {}: {e}",
+                self.current.display()
+            ))),
+        }
     }
 }
 

@@ -228,6 +228,10 @@ pub struct ChaosToolkitExperimentStatus {
     /// Why the experiment is where it is, in a sentence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The `chaostoolkit.org/rerun` annotation the current run answers (a finished one-shot
+    /// experiment runs again when the annotation changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerun: Option<String>,
 }
 
 /// `status.phase`.

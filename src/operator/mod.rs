@@ -1,7 +1,177 @@
-//! The operator's resource model: the `ChaosToolkitExperiment` custom resource ([`crd`]).
+//! `chaosflow operator`: turns `ChaosToolkitExperiment` resources into runner pods (or
+//! CronJobs) with the sidecar, and their runs back into the resources' status and events.
 //!
-//! `chaosflow crd` prints the CustomResourceDefinition generated from these types;
-//! `deploy/base/crd.yaml` holds the same text, and a test fails when the two drift apart. The
-//! reconciler (`chaosflow operator`) is built on them.
+//! - [`crd`]: the custom resource, from which `chaosflow crd` prints the CRD;
+//! - [`resources`]: the objects made for an experiment, as pure functions;
+//! - [`observe`]: what a runner pod says about its run;
+//! - [`reconcile`]: the reconcile loop's body, its errors, the finalizer;
+//! - [`metrics`]: counters and the `/metrics`, `/healthz`, `/readyz` endpoint.
+//!
+//! One replica is enough and is what `deploy/` runs: the operator keeps no state besides the
+//! resources' status, reconciles are idempotent, and the Deployment's `Recreate` strategy
+//! never runs two at once (two would only repeat API calls: names are derived from uids and
+//! "already exists" is success).
 
 pub mod crd;
+pub mod metrics;
+pub mod observe;
+pub mod reconcile;
+pub mod resources;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+
+use crd::ChaosToolkitExperiment;
+use metrics::Metrics;
+use reconcile::Context;
+use resources::{
+    Defaults, LABEL_EXPERIMENT, LABEL_EXPERIMENT_NAMESPACE, LABEL_MANAGED_BY, MANAGER,
+};
+
+/// The CRD the operator needs.
+const CRD_NAME: &str = "chaosexperiments.chaostoolkit.org";
+
+/// What `chaosflow operator` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Watch only this namespace's experiments (all when `None`).
+    pub namespace: Option<String>,
+    /// The runner and sidecar image (else the operator's own, else the release's).
+    pub image: Option<String>,
+    /// Where to serve metrics and health.
+    pub listen: SocketAddr,
+}
+
+/// Runs the operator until SIGTERM or SIGINT; returns the exit code.
+pub fn run(options: &Options) -> u8 {
+    // One thread: the work is waiting on the API server, and memory is a feature.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("Cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    runtime.block_on(async {
+        match operate(options).await {
+            Ok(()) => 0,
+            Err(e) => {
+                tracing::error!("{e:#}");
+                1
+            }
+        }
+    })
+}
+
+async fn operate(options: &Options) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let client = Client::try_default().await.context(
+        "Cannot reach the Kubernetes API: in a pod the service account is used, elsewhere $KUBECONFIG or ~/.kube/config",
+    )?;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    match crds.get_opt(CRD_NAME).await {
+        Ok(Some(_)) => {}
+        Ok(None) => anyhow::bail!(
+            "The CustomResourceDefinition {CRD_NAME} is not installed: `kubectl apply -f deploy/base/crd.yaml` (or `chaosflow crd | kubectl apply -f -`), then start the operator again."
+        ),
+        Err(e) => {
+            return Err(e).context(format!(
+                "Cannot read the CustomResourceDefinition {CRD_NAME}"
+            ));
+        }
+    }
+    let image = match &options.image {
+        Some(image) => image.clone(),
+        None => own_image(&client).await,
+    };
+    tracing::info!("Runner pods use the image {image} unless spec.pod.image says otherwise.");
+
+    let metrics = Arc::new(Metrics::default());
+    let bound = metrics::serve(options.listen, metrics.clone())
+        .await
+        .with_context(|| format!("Cannot listen on {}", options.listen))?;
+    tracing::info!("Serving /metrics, /healthz and /readyz on http://{bound}");
+
+    let reporter = Reporter {
+        controller: reconcile::FIELD_MANAGER.into(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let context = Arc::new(Context::new(
+        client.clone(),
+        Recorder::new(client.clone(), reporter),
+        metrics.clone(),
+        Defaults { image },
+    ));
+    let experiments: Api<ChaosToolkitExperiment> = match &options.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    // Runner pods live in the run namespaces, anywhere: watched cluster-wide, by label.
+    let pods: Api<Pod> = Api::all(client.clone());
+    let runner_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    tracing::info!(
+        "Watching ChaosToolkitExperiments in {}.",
+        options.namespace.as_deref().map_or_else(
+            || "all namespaces".to_string(),
+            |ns| format!("namespace {ns}")
+        )
+    );
+    metrics.ready.store(true, Ordering::Release);
+    Controller::new(experiments, watcher::Config::default().any_semantic())
+        .with_config(ControllerConfig::default().concurrency(16))
+        .watches(pods, runner_pods, |pod| {
+            let labels = pod.labels();
+            let name = labels.get(LABEL_EXPERIMENT)?;
+            let namespace = labels.get(LABEL_EXPERIMENT_NAMESPACE)?;
+            Some(ObjectRef::<ChaosToolkitExperiment>::new(name).within(namespace))
+        })
+        .shutdown_on_signal()
+        .run(reconcile::reconcile, reconcile::error_policy, context)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+    metrics.ready.store(false, Ordering::Release);
+    tracing::info!("Stopped: running reconciles finished.");
+    Ok(())
+}
+
+/// The operator's own image, read from its pod (`POD_NAME`, `POD_NAMESPACE` from the downward
+/// API), so that one `images:` line in kustomize sets operator and runners alike; the release's
+/// image otherwise.
+async fn own_image(client: &Client) -> String {
+    let fallback = format!("ghcr.io/chaosflow/chaosflow:{}", env!("CARGO_PKG_VERSION"));
+    let (Ok(name), Ok(namespace)) = (std::env::var("POD_NAME"), std::env::var("POD_NAMESPACE"))
+    else {
+        return fallback;
+    };
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    match pods.get(&name).await {
+        Ok(pod) => pod
+            .spec
+            .and_then(|s| s.containers.into_iter().next())
+            .and_then(|c| c.image)
+            .unwrap_or(fallback),
+        Err(e) => {
+            tracing::warn!(
+                "Cannot read the operator's own pod {namespace}/{name} ({e}); runner pods use {fallback}."
+            );
+            fallback
+        }
+    }
+}

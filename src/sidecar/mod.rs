@@ -61,6 +61,9 @@ pub struct Options {
     pub health: Option<SocketAddr>,
     /// Use file notifications (inotify) besides the poll.
     pub notify: bool,
+    /// A Kubernetes native sidecar: stay after the stream ends; on a signal, read the file to
+    /// its end first (the runner has ended).
+    pub native: bool,
 }
 
 /// State shared with the sinks' thread (checkpoint saves), the signal thread and the health
@@ -367,9 +370,17 @@ pub fn run(options: &Options) -> u8 {
     // Whether the last line read ended a run's stream.
     let mut at_end = false;
     let mut failed = false;
+    // A native sidecar's last look at the file, after the signal.
+    let mut last_pass = false;
+    let mut end_said = false;
     loop {
         if shared.stop.load(Ordering::Acquire) {
-            break;
+            // The kubelet stops a native sidecar once the runner has ended: the file is
+            // complete, so read it to its end before draining.
+            if !options.native || last_pass || tail.is_none() {
+                break;
+            }
+            last_pass = true;
         }
         if dirty.settings.swap(false, Ordering::AcqRel)
             && let Some(next) = changed_settings(&options.settings, &mut settings_text)
@@ -411,7 +422,7 @@ pub fn run(options: &Options) -> u8 {
         shared.set_file(t.generation(), t.id());
         let read = t.read(|line| {
             at_end = offer(line, &options.events, &session.publisher, &shared);
-            !shared.stop.load(Ordering::Relaxed)
+            last_pass || !shared.stop.load(Ordering::Relaxed)
         });
         let at_eof = match read {
             Ok(eof) => eof,
@@ -424,6 +435,9 @@ pub fn run(options: &Options) -> u8 {
         shared.set_file(t.generation(), t.id());
         if !at_eof {
             continue;
+        }
+        if last_pass {
+            break;
         }
         match t.check() {
             Ok(Change::None) => {}
@@ -438,9 +452,18 @@ pub fn run(options: &Options) -> u8 {
                 break;
             }
         }
-        if at_end {
+        if at_end && options.native {
+            if !end_said {
+                tracing::info!(
+                    "The run's stream ended; delivering what remains, then waiting for the pod to stop (native sidecar)."
+                );
+                end_said = true;
+            }
+        } else if at_end {
             tracing::info!("The run's stream ended; delivering what remains, then exiting.");
             break;
+        } else {
+            end_said = false;
         }
         // Lines the sinks filter out move the checkpoint too.
         shared.save(&session.pipeline.progress(), false);

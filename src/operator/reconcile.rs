@@ -1,0 +1,902 @@
+//! Reconciling one `ChaosToolkitExperiment`: make the run objects exist, read the runner pod
+//! back into the status, tell what happened with Kubernetes Events, clean up on deletion.
+//!
+//! Idempotent by construction: the namespace is created only when missing (an existing one may
+//! be the user's and is left alone), the ServiceAccount, Roles, RoleBindings and CronJob are
+//! server-side applied, and the pod is created under a name derived from the experiment's uid,
+//! so "already exists" means "done before". The status is the record of what was done: a
+//! finished one-shot experiment is not run again when its spec changes (pods cannot be
+//! edited, and a chaos run is not something to repeat by accident), only when the
+//! `chaostoolkit.org/rerun` annotation changes.
+//!
+//! Deletion goes through a finalizer: objects in the experiment's own namespace are also owned
+//! by it, but run objects usually live in another namespace, where Kubernetes forbids owner
+//! references, so cleanup deletes them by name and label. The user's ConfigMaps and Secrets
+//! and the run namespace are never deleted; `keep_resources_on_delete: true` keeps everything.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{self, Event as Finalized};
+use kube::{Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+
+use super::crd::{ChaosToolkitExperiment, ChaosToolkitExperimentStatus, Phase, RunRecord, Verdict};
+use super::metrics::Metrics;
+use super::observe::{self, Finished, Observation};
+use super::resources::{self, Defaults, Names};
+
+/// The finalizer that lets the operator clean up before an experiment goes.
+pub const FINALIZER: &str = "chaostoolkit.org/cleanup";
+/// Changing this annotation reruns a finished one-shot experiment.
+pub const RERUN_ANNOTATION: &str = "chaostoolkit.org/rerun";
+/// The field manager of every server-side apply (and the events' reporting controller).
+pub const FIELD_MANAGER: &str = "chaosflow-operator";
+/// The upstream (kopf) operator's mark on a resource it handled.
+pub const KOPF_HANDLED: &str = "kopf.zalando.org/last-handled-configuration";
+/// How many runs of a scheduled experiment the status keeps.
+const LAST_RUNS: usize = 10;
+/// A safety net: pods are watched, so this only matters if a watch event was missed.
+const RECHECK: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Publishes Kubernetes Events on experiments.
+    pub recorder: Recorder,
+    /// The operator's counters.
+    pub metrics: Arc<Metrics>,
+    /// Images and such.
+    pub defaults: Defaults,
+    /// Namespaces known to exist (saves a GET per run).
+    known_namespaces: Mutex<HashSet<String>>,
+    /// The last status written per experiment uid, with the resourceVersion it was based on;
+    /// see [`Context::status_before`].
+    written: Mutex<HashMap<String, (String, ChaosToolkitExperimentStatus)>>,
+}
+
+impl Context {
+    /// A context for `client`.
+    pub fn new(
+        client: Client,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        defaults: Defaults,
+    ) -> Self {
+        Self {
+            client,
+            recorder,
+            metrics,
+            defaults,
+            known_namespaces: Mutex::default(),
+            written: Mutex::default(),
+        }
+    }
+
+    /// The status as it stands. A reconcile triggered by a pod's change may see the experiment
+    /// as the watch cache has it, before the status this operator just wrote: still at the
+    /// version that write was based on. Then the written status is the truth; without this, a
+    /// verdict would be told twice.
+    fn status_before(&self, ctk: &ChaosToolkitExperiment) -> ChaosToolkitExperimentStatus {
+        let uid = ctk.uid().unwrap_or_default();
+        let mut written = self.written.lock().unwrap_or_else(PoisonError::into_inner);
+        match written.get(&uid) {
+            Some((based_on, status)) if ctk.resource_version().as_ref() == Some(based_on) => {
+                status.clone()
+            }
+            _ => {
+                written.remove(&uid);
+                ctk.status.clone().unwrap_or_default()
+            }
+        }
+    }
+
+    fn wrote(&self, ctk: &ChaosToolkitExperiment, status: &ChaosToolkitExperimentStatus) {
+        if let (Some(uid), Some(version)) = (ctk.uid(), ctk.resource_version()) {
+            self.written
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(uid, (version, status.clone()));
+        }
+    }
+}
+
+/// Why a reconcile failed; the controller retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An API call failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What was being done ("create Pod chaostoolkit-run/chaostoolkit-1b0bbbd0c1").
+        action: String,
+        /// The API's answer.
+        #[source]
+        source: kube::Error,
+    },
+    /// Adding or removing the finalizer failed (boxed: the finalizer's error holds ours).
+    #[error(transparent)]
+    Finalizer(Box<finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short, bounded label for the failures metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            } => match status.code {
+                403 => "forbidden",
+                404 => "not_found",
+                409 => "conflict",
+                422 => "invalid",
+                429 => "throttled",
+                500.. => "server_error",
+                _ => "api_error",
+            },
+            Error::Kube { .. } => "connection",
+            Error::Finalizer(e) => match &**e {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => {
+                    e.metric_label()
+                }
+                _ => "finalizer",
+            },
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+fn is_status(e: &kube::Error, code: u16) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == code)
+}
+
+/// Reconciles `ctk`: the controller's entry point.
+///
+/// # Errors
+///
+/// An API call failed; the error policy logs it and retries.
+pub async fn reconcile(ctk: Arc<ChaosToolkitExperiment>, ctx: Arc<Context>) -> Result<Action> {
+    let started = Instant::now();
+    let namespace = ctk.namespace().unwrap_or_default();
+    let api: Api<ChaosToolkitExperiment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer::finalizer(&api, FINALIZER, ctk, |event| async {
+        match event {
+            Finalized::Apply(ctk) => apply(&ctk, &ctx).await,
+            Finalized::Cleanup(ctk) => cleanup(&ctk, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconciled(started.elapsed());
+    result
+}
+
+/// Logs a failed reconcile, counts it and retries it.
+pub fn error_policy(ctk: Arc<ChaosToolkitExperiment>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.failed(error.metric_label());
+    tracing::warn!(
+        experiment = %format!("{}/{}", ctk.namespace().unwrap_or_default(), ctk.name_any()),
+        reason = error.metric_label(),
+        "Reconcile failed; retrying in 15s: {error}"
+    );
+    Action::requeue(Duration::from_secs(15))
+}
+
+async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
+    let names = Names::of(ctk);
+    let before = ctx.status_before(ctk);
+    if let Some(schedule) = &ctk.spec.schedule
+        && !schedule.kind.eq_ignore_ascii_case("cronjob")
+    {
+        // The CRD's schema rejects this; an older CRD may not have.
+        let message = format!(
+            "spec.schedule.kind: `{}` is not supported; the only kind is `cronjob`.",
+            schedule.kind
+        );
+        return invalid(ctk, ctx, &before, message).await;
+    }
+    if ctk.spec.schedule.is_some() {
+        return apply_scheduled(ctk, ctx, &names, before).await;
+    }
+
+    let finished = matches!(before.phase, Some(Phase::Succeeded | Phase::Failed));
+    let rerun = ctk.annotations().get(RERUN_ANNOTATION).cloned();
+    let mut status = before.clone();
+    if finished {
+        let Some(token) = rerun.filter(|t| before.rerun.as_ref() != Some(t)) else {
+            // Done; spec changes do not rerun it (see the module header).
+            return Ok(Action::await_change());
+        };
+        if let Some(old) = &before.pod_name {
+            delete(
+                &Api::<Pod>::namespaced(ctx.client.clone(), &names.namespace),
+                old,
+            )
+            .await?;
+        }
+        status = ChaosToolkitExperimentStatus {
+            pod_name: Some(names.rerun_pod(&token)),
+            rerun: Some(token),
+            last_runs: before.last_runs.clone(),
+            ..Default::default()
+        };
+    }
+    let pod_name = status
+        .pod_name
+        .clone()
+        .unwrap_or_else(|| names.runner.clone());
+    // Handled by the upstream operator before the switch: it ran already. Its pod (same name)
+    // tells the outcome; without the pod it must not run again by surprise.
+    let ran_upstream = before.phase.is_none()
+        && ctk.annotations().contains_key(KOPF_HANDLED)
+        && !ctk.annotations().contains_key(RERUN_ANNOTATION);
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let pod = match pods.get_opt(&pod_name).await.map_err(kube_error(format!(
+        "get Pod {}/{pod_name}",
+        names.namespace
+    )))? {
+        Some(pod) => Some(pod),
+        // It ran, then vanished: someone deleted it.
+        None if status.phase == Some(Phase::Running) => None,
+        None if ran_upstream => {
+            let message = format!(
+                "Run by the previous (kopf) operator; its pod {}/{pod_name} is gone, so its outcome is unknown. Set the annotation {RERUN_ANNOTATION} to run it again.",
+                names.namespace
+            );
+            if before.message.as_ref() != Some(&message) {
+                let status = ChaosToolkitExperimentStatus {
+                    message: Some(message),
+                    observed_generation: ctk.meta().generation,
+                    ..before.clone()
+                };
+                save_status(ctk, ctx, &status).await?;
+            }
+            return Ok(Action::await_change());
+        }
+        None => {
+            ensure_run_objects(ctk, ctx, &names).await?;
+            let pod = match resources::pod(ctk, &names, &pod_name, &ctx.defaults) {
+                Ok(pod) => pod,
+                Err(e) => return invalid(ctk, ctx, &before, e.to_string()).await,
+            };
+            Some(create_pod(ctx, &pods, &names, pod).await?)
+        }
+    };
+    status.pod_name = Some(pod_name.clone());
+    status.observed_generation = ctk.meta().generation;
+    let observation = match &pod {
+        Some(pod) => observe::observe(pod),
+        None => Observation::Finished(Finished {
+            verdict: Verdict::Failed,
+            start: status.start_time.clone(),
+            end: None,
+            summary: None,
+            message: format!(
+                "The runner pod {}/{pod_name} was deleted before the run ended.",
+                names.namespace
+            ),
+        }),
+    };
+    let events = record(&mut status, &before, observation, &pod_name);
+    let done = matches!(status.phase, Some(Phase::Succeeded | Phase::Failed));
+    publish(ctk, ctx, &before, status, events).await?;
+    Ok(if done {
+        Action::await_change()
+    } else {
+        Action::requeue(RECHECK)
+    })
+}
+
+async fn apply_scheduled(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    names: &Names,
+    before: ChaosToolkitExperimentStatus,
+) -> Result<Action> {
+    ensure_run_objects(ctk, ctx, names).await?;
+    let cron = match resources::cron_job(ctk, names, &ctx.defaults) {
+        Ok(cron) => cron,
+        Err(e) => return invalid(ctk, ctx, &before, e.to_string()).await,
+    };
+    let crons: Api<CronJob> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    if let Err(e) = crons
+        .patch(&names.runner, &apply_params(), &Patch::Apply(&cron))
+        .await
+    {
+        if is_status(&e, 422) {
+            // An invalid schedule the CRD's pattern let through.
+            let message = format!("The CronJob was refused: {}", api_message(&e));
+            return invalid(ctk, ctx, &before, message).await;
+        }
+        return Err(kube_error(format!(
+            "apply CronJob {}/{}",
+            names.namespace, names.runner
+        ))(e));
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
+    let mut listed = pods
+        .list(&ListParams::default().labels(&resources::selector(ctk)))
+        .await
+        .map_err(kube_error(format!("list Pods in {}", names.namespace)))?
+        .items;
+    listed.sort_by_key(|p| p.creation_timestamp().map(|t| t.0));
+    let mut status = before.clone();
+    status.observed_generation = ctk.meta().generation;
+    let mut events = Vec::new();
+    let mut active = None;
+    for pod in &listed {
+        let name = pod.name_any();
+        match observe::observe(pod) {
+            Observation::Finished(f) => {
+                if status.last_runs.iter().any(|r| r.pod_name == name) {
+                    continue;
+                }
+                let mut current = ChaosToolkitExperimentStatus::default();
+                events.extend(record(
+                    &mut current,
+                    &status_for(&status, &name),
+                    Observation::Finished(f),
+                    &name,
+                ));
+                status.last_runs.insert(
+                    0,
+                    RunRecord {
+                        pod_name: name.clone(),
+                        verdict: current.verdict,
+                        end_time: current.end_time.clone(),
+                    },
+                );
+                status.verdict = current.verdict;
+                status.summary = current.summary;
+                status.start_time = current.start_time;
+                status.end_time = current.end_time;
+                status.pod_name = Some(name);
+                status.phase = current.phase;
+                status.message = current.message;
+            }
+            observation => active = Some((name, observation)),
+        }
+    }
+    status.last_runs.truncate(LAST_RUNS);
+    if let Some((name, observation)) = active {
+        let previous = status_for(&before, &name);
+        let mut current = status.clone();
+        events.extend(record(&mut current, &previous, observation, &name));
+        status.phase = current.phase;
+        status.pod_name = Some(name);
+        status.start_time = current.start_time;
+        status.message = current.message;
+    } else if status.phase.is_none() {
+        status.phase = Some(Phase::Pending);
+        status.message = Some(format!(
+            "Scheduled: a run every `{}` (CronJob {}/{}).",
+            ctk.spec
+                .schedule
+                .as_ref()
+                .and_then(|s| s.value.clone())
+                .unwrap_or_else(|| "* * * * *".into()),
+            names.namespace,
+            names.runner
+        ));
+    }
+    publish(ctk, ctx, &before, status, events).await?;
+    Ok(Action::requeue(RECHECK))
+}
+
+/// The status as it stood for the run of pod `name` (to tell whether its start was told).
+fn status_for(status: &ChaosToolkitExperimentStatus, name: &str) -> ChaosToolkitExperimentStatus {
+    if status.pod_name.as_deref() == Some(name) {
+        status.clone()
+    } else {
+        ChaosToolkitExperimentStatus::default()
+    }
+}
+
+/// An event to publish once the status that records it is saved.
+struct Told {
+    type_: EventType,
+    reason: &'static str,
+    note: String,
+    verdict: Option<Verdict>,
+    /// The runner pod concerned, as the event's related object: it keeps the events of two
+    /// runs apart (the recorder folds events that differ only in their note into a series).
+    pod: Option<String>,
+}
+
+/// Moves `status` to what `observation` says about the run of `pod`, and returns the events
+/// that transition deserves (compared with `before`, so each is told once).
+fn record(
+    status: &mut ChaosToolkitExperimentStatus,
+    before: &ChaosToolkitExperimentStatus,
+    observation: Observation,
+    pod: &str,
+) -> Vec<Told> {
+    let mut told = Vec::new();
+    let was_started = before.start_time.is_some()
+        || matches!(
+            before.phase,
+            Some(Phase::Running | Phase::Succeeded | Phase::Failed)
+        );
+    let mut started = |at: &Option<String>, status: &mut ChaosToolkitExperimentStatus| {
+        if status.start_time.is_none() {
+            status.start_time.clone_from(at);
+        }
+        if !was_started {
+            told.push(Told {
+                type_: EventType::Normal,
+                reason: "Started",
+                note: format!("The run started in pod {pod}."),
+                verdict: None,
+                pod: Some(pod.to_string()),
+            });
+        }
+    };
+    match observation {
+        Observation::Waiting(reason) => {
+            status.phase = Some(Phase::Pending);
+            status.message = Some(match reason {
+                Some(reason) => format!("The runner pod {pod} is waiting: {reason}"),
+                None => format!("The runner pod {pod} is starting."),
+            });
+        }
+        Observation::Running(since) => {
+            started(&since, status);
+            status.phase = Some(Phase::Running);
+            status.message = Some(format!("The run is in progress in pod {pod}."));
+        }
+        Observation::Finished(f) => {
+            started(&f.start, status);
+            let already = matches!(before.phase, Some(Phase::Succeeded | Phase::Failed))
+                && before.pod_name.as_deref() == Some(pod);
+            status.phase = Some(if f.verdict == Verdict::Completed {
+                Phase::Succeeded
+            } else {
+                Phase::Failed
+            });
+            status.verdict = Some(f.verdict);
+            if f.start.is_some() {
+                status.start_time = f.start;
+            }
+            status.end_time = f.end;
+            status.summary = f.summary;
+            status.message = Some(f.message.clone());
+            if !already {
+                let (type_, reason) = match f.verdict {
+                    Verdict::Completed => (EventType::Normal, "Completed"),
+                    Verdict::Deviated => (EventType::Warning, "Deviated"),
+                    _ => (EventType::Warning, "Failed"),
+                };
+                told.push(Told {
+                    type_,
+                    reason,
+                    // The pod tells runs apart (identical notes would fold into one event).
+                    note: format!("{} (pod {pod}).", f.message.trim_end_matches('.')),
+                    verdict: Some(f.verdict),
+                    pod: Some(pod.to_string()),
+                });
+            }
+        }
+    }
+    told
+}
+
+/// Saves `status` when it changed, then tells the events (after: a failed save retries the
+/// whole reconcile, and the events are told then).
+async fn publish(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    before: &ChaosToolkitExperimentStatus,
+    status: ChaosToolkitExperimentStatus,
+    events: Vec<Told>,
+) -> Result<()> {
+    if &status != before {
+        save_status(ctk, ctx, &status).await?;
+    }
+    let reference = resources::reference(ctk);
+    let run_namespace = Names::of(ctk).namespace;
+    for told in events {
+        if let Some(verdict) = told.verdict {
+            ctx.metrics.run_ended(verdict);
+        }
+        tracing::info!(
+            experiment = %format!("{}/{}", ctk.namespace().unwrap_or_default(), ctk.name_any()),
+            reason = told.reason,
+            "{}",
+            told.note
+        );
+        let event = KubeEvent {
+            type_: told.type_,
+            reason: told.reason.into(),
+            note: Some(truncate(told.note, 1024)),
+            action: "Run".into(),
+            secondary: told.pod.map(|name| ObjectReference {
+                api_version: Some("v1".into()),
+                kind: Some("Pod".into()),
+                name: Some(name),
+                namespace: Some(run_namespace.clone()),
+                ..Default::default()
+            }),
+        };
+        // An event is a courtesy: the status already holds the record.
+        if let Err(e) = ctx.recorder.publish(&event, &reference).await {
+            tracing::warn!(reason = told.reason, "Cannot publish the event: {e}");
+        }
+    }
+    Ok(())
+}
+
+/// Merge-patches the whole status, with nulls for what is gone (a rerun clears the verdict).
+async fn save_status(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    status: &ChaosToolkitExperimentStatus,
+) -> Result<()> {
+    let mut value = serde_json::to_value(status).expect("the status serializes");
+    for key in [
+        "phase",
+        "verdict",
+        "startTime",
+        "endTime",
+        "podName",
+        "summary",
+        "lastRuns",
+        "observedGeneration",
+        "message",
+        "rerun",
+    ] {
+        value
+            .as_object_mut()
+            .expect("the status is an object")
+            .entry(key)
+            .or_insert(Value::Null);
+    }
+    let api: Api<ChaosToolkitExperiment> =
+        Api::namespaced(ctx.client.clone(), &ctk.namespace().unwrap_or_default());
+    api.patch_status(
+        &ctk.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": value})),
+    )
+    .await
+    .map_err(kube_error(format!(
+        "patch the status of {}",
+        ctk.name_any()
+    )))?;
+    ctx.wrote(ctk, status);
+    Ok(())
+}
+
+/// A spec the operator cannot act on: said in the status and a Warning event, not retried
+/// until the spec changes.
+async fn invalid(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    before: &ChaosToolkitExperimentStatus,
+    message: String,
+) -> Result<Action> {
+    let status = ChaosToolkitExperimentStatus {
+        phase: Some(Phase::Failed),
+        verdict: None,
+        message: Some(message.clone()),
+        observed_generation: ctk.meta().generation,
+        ..before.clone()
+    };
+    let events = if before.message.as_ref() == Some(&message) {
+        Vec::new()
+    } else {
+        vec![Told {
+            type_: EventType::Warning,
+            reason: "InvalidSpec",
+            note: message,
+            verdict: None,
+            pod: None,
+        }]
+    };
+    publish(ctk, ctx, before, status, events).await?;
+    Ok(Action::await_change())
+}
+
+/// The namespace, ServiceAccount, Roles and RoleBindings the runner needs.
+async fn ensure_run_objects(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    names: &Names,
+) -> Result<()> {
+    ensure_namespace(ctx, &names.namespace).await?;
+    let client = &ctx.client;
+    if names.own_service_account {
+        let api: Api<ServiceAccount> = Api::namespaced(client.clone(), &names.namespace);
+        api.patch(
+            &names.service_account,
+            &apply_params(),
+            &Patch::Apply(resources::service_account(ctk, names)),
+        )
+        .await
+        .map_err(kube_error(format!(
+            "apply ServiceAccount {}/{}",
+            names.namespace, names.service_account
+        )))?;
+    }
+    for namespace in std::iter::once(&names.namespace).chain(&names.extra_namespaces) {
+        if names.own_role {
+            let api: Api<Role> = Api::namespaced(client.clone(), namespace);
+            api.patch(
+                &names.role,
+                &apply_params(),
+                &Patch::Apply(resources::role(ctk, names, namespace)),
+            )
+            .await
+            .map_err(kube_error(format!("apply Role {namespace}/{}", names.role)))?;
+        }
+        if names.own_binding {
+            let api: Api<RoleBinding> = Api::namespaced(client.clone(), namespace);
+            api.patch(
+                &names.binding,
+                &apply_params(),
+                &Patch::Apply(resources::role_binding(ctk, names, namespace)),
+            )
+            .await
+            .map_err(kube_error(format!(
+                "apply RoleBinding {namespace}/{}",
+                names.binding
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+async fn ensure_namespace(ctx: &Context, name: &str) -> Result<()> {
+    if ctx
+        .known_namespaces
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .contains(name)
+    {
+        return Ok(());
+    }
+    let api: Api<Namespace> = Api::all(ctx.client.clone());
+    if api
+        .get_opt(name)
+        .await
+        .map_err(kube_error(format!("get Namespace {name}")))?
+        .is_none()
+    {
+        match api
+            .create(&PostParams::default(), &resources::namespace(name))
+            .await
+        {
+            Ok(_) => tracing::info!("Created namespace {name}"),
+            Err(e) if is_status(&e, 409) => {}
+            Err(e) => return Err(kube_error(format!("create Namespace {name}"))(e)),
+        }
+    }
+    ctx.known_namespaces
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(name.to_string());
+    Ok(())
+}
+
+async fn create_pod(ctx: &Context, pods: &Api<Pod>, names: &Names, pod: Pod) -> Result<Pod> {
+    let name = pod.name_any();
+    match pods.create(&PostParams::default(), &pod).await {
+        Ok(pod) => {
+            tracing::info!("Created runner pod {}/{name}", names.namespace);
+            Ok(pod)
+        }
+        // Created by an earlier reconcile whose status save did not land.
+        Err(e) if is_status(&e, 409) => pods
+            .get(&name)
+            .await
+            .map_err(kube_error(format!("get Pod {}/{name}", names.namespace))),
+        Err(e) => {
+            if is_status(&e, 404) {
+                // The namespace went away since it was checked.
+                ctx.known_namespaces
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&names.namespace);
+            }
+            Err(kube_error(format!("create Pod {}/{name}", names.namespace))(e))
+        }
+    }
+}
+
+async fn cleanup(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
+    let name = format!("{}/{}", ctk.namespace().unwrap_or_default(), ctk.name_any());
+    ctx.written
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .remove(&ctk.uid().unwrap_or_default());
+    if ctk.spec.keep_resources_on_delete == Some(true) {
+        tracing::info!(experiment = %name, "Deleted; its run objects are kept (keep_resources_on_delete).");
+        return Ok(Action::await_change());
+    }
+    let names = Names::of(ctk);
+    let client = &ctx.client;
+    let selector = resources::selector(ctk);
+    // The CronJob first, so that it starts no job while the rest goes.
+    delete(
+        &Api::<CronJob>::namespaced(client.clone(), &names.namespace),
+        &names.runner,
+    )
+    .await?;
+    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
+    for job in list_names(&jobs, &selector).await? {
+        delete(&jobs, &job).await?;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
+    for pod in list_names(&pods, &selector).await? {
+        delete(&pods, &pod).await?;
+    }
+    // By the names derived from the uid, whatever the spec says now: they are ours.
+    let generated_role = format!("chaostoolkit-experiment-{}", names.suffix);
+    for namespace in std::iter::once(&names.namespace).chain(&names.extra_namespaces) {
+        delete(
+            &Api::<RoleBinding>::namespaced(client.clone(), namespace),
+            &names.binding,
+        )
+        .await?;
+        delete(
+            &Api::<Role>::namespaced(client.clone(), namespace),
+            &generated_role,
+        )
+        .await?;
+    }
+    delete(
+        &Api::<ServiceAccount>::namespaced(client.clone(), &names.namespace),
+        &format!("chaostoolkit-{}", names.suffix),
+    )
+    .await?;
+    tracing::info!(experiment = %name, "Deleted; its run objects are cleaned up.");
+    Ok(Action::await_change())
+}
+
+async fn list_names<K>(api: &Api<K>, selector: &str) -> Result<Vec<String>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    Ok(api
+        .list_metadata(&ListParams::default().labels(selector))
+        .await
+        .map_err(kube_error(format!(
+            "list {} {selector}",
+            K::kind(&Default::default())
+        )))?
+        .items
+        .iter()
+        .map(ResourceExt::name_any)
+        .collect())
+}
+
+/// Deletes `name`; gone already is fine. Dependents (a CronJob's jobs) go in the background.
+async fn delete<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_status(&e, 404) => Ok(()),
+        Err(e) => Err(kube_error(format!(
+            "delete {} {name}",
+            K::kind(&Default::default())
+        ))(e)),
+    }
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => s.message.clone(),
+        e => e.to_string(),
+    }
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut at = max - 3;
+        while !text.is_char_boundary(at) {
+            at -= 1;
+        }
+        text.truncate(at);
+        text.push_str("...");
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finished(verdict: Verdict) -> Observation {
+        Observation::Finished(Finished {
+            verdict,
+            start: Some("2026-11-25T10:00:00Z".into()),
+            end: Some("2026-11-25T10:00:07Z".into()),
+            summary: None,
+            message: "m".into(),
+        })
+    }
+
+    #[test]
+    fn each_transition_is_told_once() {
+        let mut status = ChaosToolkitExperimentStatus::default();
+        let before = status.clone();
+        let told = record(&mut status, &before, Observation::Waiting(None), "p");
+        assert!(told.is_empty());
+        assert_eq!(status.phase, Some(Phase::Pending));
+
+        let before = status.clone();
+        let told = record(
+            &mut status,
+            &before,
+            Observation::Running(Some("2026-11-25T10:00:00Z".into())),
+            "p",
+        );
+        assert_eq!(
+            told.iter().map(|t| t.reason).collect::<Vec<_>>(),
+            ["Started"]
+        );
+        let before = status.clone();
+        assert!(record(&mut status, &before, Observation::Running(None), "p").is_empty());
+
+        status.pod_name = Some("p".into());
+        let before = status.clone();
+        let told = record(&mut status, &before, finished(Verdict::Deviated), "p");
+        assert_eq!(
+            told.iter().map(|t| t.reason).collect::<Vec<_>>(),
+            ["Deviated"]
+        );
+        assert_eq!(status.phase, Some(Phase::Failed));
+        assert_eq!(status.verdict, Some(Verdict::Deviated));
+        let before = status.clone();
+        assert!(record(&mut status, &before, finished(Verdict::Deviated), "p").is_empty());
+    }
+
+    #[test]
+    fn a_run_seen_only_when_over_is_told_started_and_ended() {
+        let mut status = ChaosToolkitExperimentStatus::default();
+        let told = record(
+            &mut status,
+            &ChaosToolkitExperimentStatus::default(),
+            finished(Verdict::Completed),
+            "p",
+        );
+        assert_eq!(
+            told.iter().map(|t| t.reason).collect::<Vec<_>>(),
+            ["Started", "Completed"]
+        );
+        assert_eq!(status.phase, Some(Phase::Succeeded));
+        assert_eq!(status.start_time.as_deref(), Some("2026-11-25T10:00:00Z"));
+    }
+
+    #[test]
+    fn failure_labels_are_bounded() {
+        let e = Error::Kube {
+            action: "x".into(),
+            source: kube::Error::Api(Box::new(
+                kube::core::Status::failure("no", "Forbidden").with_code(403),
+            )),
+        };
+        assert_eq!(e.metric_label(), "forbidden");
+    }
+}
