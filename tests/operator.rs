@@ -186,6 +186,35 @@ fn run_pod(server: &FakeApiServer, namespace: &str, pod: &str) {
         .unwrap();
 }
 
+/// Kubernetes' own schemas (kubernetes-validate, strict: no unknown field) accept what the
+/// operator made: the fake server validates nothing, so this is where a misspelt field of the
+/// pod spec would show. 1.29: the oldest version with native sidecars on by default.
+fn assert_valid_kubernetes(objects: &[Value]) {
+    let dir = tempfile::tempdir().unwrap();
+    let validate = support::repo().join(".venv/bin/kubernetes-validate");
+    for (i, object) in objects.iter().enumerate() {
+        let path = dir.path().join(format!("{i}.json"));
+        std::fs::write(&path, object.to_string()).unwrap();
+        let out = Command::new(&validate)
+            .args(["--strict", "--quiet", "--kubernetes-version", "1.29"])
+            .arg(&path)
+            .output()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{}: {e} (scripts/setup-test-peers installs it)",
+                    validate.display()
+                )
+            });
+        assert!(
+            out.status.success(),
+            "kubernetes-validate --strict refuses {}: {}{}",
+            object["kind"],
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 fn status(server: &FakeApiServer, name: &str) -> Value {
     server
         .get(CTK, KIND, "chaostoolkit-crd", name)
@@ -310,6 +339,10 @@ fn an_experiment_runs_reports_its_verdict_and_is_cleaned_up() {
         ctk["metadata"]["finalizers"],
         json!(["chaostoolkit.org/cleanup"])
     );
+    let namespace = server
+        .get("v1", "Namespace", "", "chaostoolkit-run")
+        .unwrap();
+    assert_valid_kubernetes(&[pod.clone(), sa, role, binding, namespace]);
     wait_for("phase Pending", &operator, || {
         (status(&server, "hello-world")["phase"] == "Pending").then_some(())
     });
@@ -479,6 +512,7 @@ fn a_scheduled_experiment_becomes_a_cron_job_and_records_its_runs() {
     assert_eq!(cron["spec"]["schedule"], schedule);
     assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
     let template = cron["spec"]["jobTemplate"]["spec"]["template"].clone();
+    assert_valid_kubernetes(std::slice::from_ref(&cron));
     assert_eq!(
         template["spec"]["initContainers"][0]["restartPolicy"],
         "Always"
