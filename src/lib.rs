@@ -3,7 +3,8 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`, `sidecar`, `crd`),
+//! - [`cli`]: the command line (`run`, `validate`, `settings check|show`, `sidecar`,
+//!   `operator`, `crd`),
 //!   exit codes; the only place that turns errors into messages and exit codes.
 //! - [`telemetry`]: logging through `tracing`, rendered as Chaos Toolkit's console and
 //!   `chaostoolkit.log` lines.
@@ -17,12 +18,14 @@
 //! - [`events`]: the journal event stream (schema, emitter, non-blocking publisher).
 //! - [`pipeline`]: from the publisher to the sinks (the `chaosflow-sinks` crate): a bounded
 //!   queue and a task per sink, retries, drops, the drain and its delivery summary.
-//! - [`operator`]: the `ChaosToolkitExperiment` custom resource (`chaosflow crd`).
+//! - [`operator`]: `ChaosToolkitExperiment` resources into runner pods with the sidecar, and
+//!   their runs back into status, Events and metrics (`chaosflow operator`, `chaosflow crd`).
 //! - [`sidecar`]: following a runner's events file into the same pipeline, at least once, with
 //!   a checkpoint, backpressure by reading, settings rotation and health probes.
 //! - [`substitute`], [`python`], [`jsonpath`]: the parts of Chaos Toolkit's behaviour that come
 //!   from Python: `${}` substitution, `str()`/`repr()`/`==`, `re`, and the jsonpath2 dialect.
 //! - [`http_client`]: an HTTP/1.1 client that behaves like Python `requests`.
+//! - [`endpoint`]: the tiny HTTP endpoint of health probes and metrics.
 //! - [`redact`]: keeping secrets out of logs, journals and events.
 //! - [`sys`]: host facts (node, platform) and `which`.
 //!
@@ -31,6 +34,7 @@
 //! line, and the sinks know nothing of experiments.
 
 pub mod cli;
+pub mod endpoint;
 pub mod events;
 pub mod experiment;
 pub mod http_client;

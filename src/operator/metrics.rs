@@ -2,8 +2,8 @@
 //! `GET /healthz` (the process answers) and `GET /readyz` (the CRD was found and the
 //! controller runs).
 //!
-//! A handful of counters does not need a metrics library, and a few lines of HTTP/1.1 do not
-//! need a server framework: both would cost more memory and build time than the operator.
+//! A handful of counters does not need a metrics library (nor the endpoint a server framework,
+//! see [`crate::endpoint`]): both would cost more memory and build time than the operator.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,10 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
 use super::crd::Verdict;
+use crate::endpoint::{self, Reply};
 
 /// What the operator counts.
 #[derive(Debug, Default)]
@@ -100,71 +98,33 @@ impl Metrics {
     }
 }
 
-/// Serves the endpoint on `addr` until the runtime stops; returns the bound address.
+/// Serves the endpoint on `addr` until the process exits; returns the bound address.
 ///
 /// # Errors
 ///
 /// The address cannot be bound.
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let metrics = metrics.clone();
-            tokio::spawn(async move {
-                let answered =
-                    tokio::time::timeout(Duration::from_secs(5), answer(stream, &metrics)).await;
-                if let Ok(Err(e)) = answered {
-                    tracing::debug!(error = %e, "metrics endpoint: {e}");
-                }
-            });
+pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketAddr> {
+    endpoint::serve(addr, "chaosflow-metrics", move |path| {
+        let text = |status, body: &str| Reply {
+            status,
+            content_type: "text/plain",
+            body: body.into(),
+        };
+        match path {
+            "/metrics" => Reply {
+                status: "200 OK",
+                content_type: "text/plain; version=0.0.4",
+                body: metrics.render(),
+            },
+            "/healthz" | "/livez" => text("200 OK", "ok\n"),
+            "/readyz" if metrics.ready.load(Ordering::Acquire) => text("200 OK", "ready\n"),
+            "/readyz" => text(
+                "503 Service Unavailable",
+                "not ready: the controller has not started\n",
+            ),
+            _ => Reply::not_found(),
         }
-    });
-    Ok(bound)
-}
-
-async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16384 {
-        match stream.read(&mut buf).await? {
-            0 => break,
-            n => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next(), parts.next());
-    let ready = metrics.ready.load(Ordering::Acquire);
-    let (status, kind, body) = match (method, path) {
-        (Some(b"GET" | b"HEAD"), Some(b"/metrics")) => {
-            ("200 OK", "text/plain; version=0.0.4", metrics.render())
-        }
-        (Some(b"GET" | b"HEAD"), Some(b"/healthz" | b"/livez")) => {
-            ("200 OK", "text/plain", "ok\n".into())
-        }
-        (Some(b"GET" | b"HEAD"), Some(b"/readyz")) if ready => {
-            ("200 OK", "text/plain", "ready\n".into())
-        }
-        (Some(b"GET" | b"HEAD"), Some(b"/readyz")) => (
-            "503 Service Unavailable",
-            "text/plain",
-            "not ready: the controller has not started\n".into(),
-        ),
-        _ => ("404 Not Found", "text/plain", "not found\n".into()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    if method != Some(b"HEAD") {
-        stream.write_all(body.as_bytes()).await?;
-    }
-    stream.shutdown().await
+    })
 }
 
 #[cfg(test)]

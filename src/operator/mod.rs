@@ -101,7 +101,6 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
 
     let metrics = Arc::new(Metrics::default());
     let bound = metrics::serve(options.listen, metrics.clone())
-        .await
         .with_context(|| format!("Cannot listen on {}", options.listen))?;
     tracing::info!("Serving /metrics, /healthz and /readyz on http://{bound}");
 

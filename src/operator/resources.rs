@@ -159,6 +159,16 @@ pub fn labels(ctk: &ChaosToolkitExperiment) -> BTreeMap<String, String> {
     ])
 }
 
+/// A runner pod's labels: upstream copies the experiment's labels onto it; the operator's own
+/// win.
+fn pod_labels(ctk: &ChaosToolkitExperiment) -> BTreeMap<String, String> {
+    let mut labels = labels(ctk);
+    for (key, value) in ctk.labels() {
+        labels.entry(key.clone()).or_insert_with(|| value.clone());
+    }
+    labels
+}
+
 /// The label selector matching every object made for `ctk`.
 pub fn selector(ctk: &ChaosToolkitExperiment) -> String {
     format!(
@@ -250,13 +260,7 @@ pub fn pod(
         "metadata": metadata(ctk, name, &names.namespace),
         "spec": pod_spec(ctk, names, defaults)?,
     });
-    // Upstream copies the experiment's labels onto the pod; the operator's own win.
-    let labels = &mut pod["metadata"]["labels"];
-    for (key, value) in ctk.labels() {
-        if labels.get(key).is_none() {
-            labels[key] = json!(value);
-        }
-    }
+    pod["metadata"]["labels"] = json!(pod_labels(ctk));
     serde_json::from_value(pod).map_err(|e| BadTemplate(e.to_string()))
 }
 
@@ -279,12 +283,7 @@ pub fn cron_job(
         .and_then(|s| s.value.clone())
         .filter(|v| !v.trim().is_empty())
         .unwrap_or_else(|| "* * * * *".into());
-    let mut pod_labels = labels(ctk);
-    for (key, value) in ctk.labels() {
-        pod_labels
-            .entry(key.clone())
-            .or_insert_with(|| value.clone());
-    }
+    let pod_labels = pod_labels(ctk);
     let cron = json!({
         "apiVersion": "batch/v1",
         "kind": "CronJob",

@@ -1,16 +1,14 @@
 //! The sidecar's health endpoint, for a pod's probes: `GET /healthz` (alive) and
 //! `GET /readyz` (the sinks are running), each answered with the sidecar's counters as JSON.
 //!
-//! A few lines of HTTP/1.0 on a thread of its own: probes are rare, and a server framework
-//! would cost more memory than the whole sidecar.
+//! Served by [`crate::endpoint`].
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use super::Shared;
+use crate::endpoint::{self, Reply};
 
 /// Serves the endpoint on `addr` until the process exits; returns the bound address.
 ///
@@ -18,39 +16,16 @@ use super::Shared;
 ///
 /// The address cannot be bound.
 pub(super) fn serve(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
-    let bound = listener.local_addr()?;
-    std::thread::Builder::new()
-        .name("chaosflow-health".into())
-        .spawn(move || {
-            for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(stream, &shared) {
-                    tracing::debug!(error = %e, "health probe: {e}");
-                }
-            }
-        })?;
-    Ok(bound)
+    endpoint::serve(addr, "chaosflow-health", move |path| answer(path, &shared))
 }
 
-fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut request = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        match stream.read(&mut buf)? {
-            0 => break,
-            n => request.extend_from_slice(&buf[..n]),
-        }
-    }
-    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
-    let mut parts = line.split(|&b| b == b' ');
-    let (method, path) = (parts.next(), parts.next());
+fn answer(path: &str, shared: &Shared) -> Reply {
     let ready = shared.ready.load(Ordering::Acquire);
-    let (status, ok) = match (method, path) {
-        (Some(b"GET" | b"HEAD"), Some(b"/healthz" | b"/livez")) => ("200 OK", true),
-        (Some(b"GET" | b"HEAD"), Some(b"/readyz")) if ready => ("200 OK", true),
-        (Some(b"GET" | b"HEAD"), Some(b"/readyz")) => ("503 Service Unavailable", false),
-        _ => ("404 Not Found", false),
+    let (status, ok) = match path {
+        "/healthz" | "/livez" => ("200 OK", true),
+        "/readyz" if ready => ("200 OK", true),
+        "/readyz" => ("503 Service Unavailable", false),
+        _ => return Reply::not_found(),
     };
     let body = serde_json::json!({
         "ok": ok,
@@ -60,10 +35,9 @@ fn answer(mut stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
         "checkpoint": shared.saved_offset(),
     })
     .to_string();
-    write!(
-        stream,
-        "HTTP/1.0 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+    Reply {
+        status,
+        content_type: "application/json",
+        body,
+    }
 }
