@@ -803,3 +803,51 @@ fn bad_input_is_named_with_its_place_and_fix() {
     assert_eq!(code, 1);
     assert!(log.contains("sinks[0]"), "{log}");
 }
+
+/// In a pod the sidecar is a native sidecar (`--native-sidecar`): it stays after the stream
+/// ends, since the kubelet restarts a sidecar that exits, and on the SIGTERM that comes once
+/// the runner has ended it reads the file to its end before draining, lines it had not looked
+/// at yet included (here: no notifications, a 30 s poll).
+#[test]
+fn a_native_sidecar_stays_then_reads_to_the_end_on_sigterm() {
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = settings(dir.path(), "settings.yaml", &receiver.url(), 10);
+    let events = dir.path().join("events.jsonl");
+    for seq in 0..11 {
+        let name = if seq == 10 {
+            "stream-ended"
+        } else {
+            "activity-completed"
+        };
+        append(&events, &event_line("native-run", seq, name));
+    }
+    let child = Sidecar(Some(
+        Command::new(support::chaosflow_bin())
+            .current_dir(dir.path())
+            .args(["sidecar", "--events", "events.jsonl", "--settings"])
+            .arg(&settings)
+            .args(["--native-sidecar", "--no-notify", "--poll-interval", "30"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    ));
+    receiver.wait_for("the run's 11 events", Duration::from_secs(10), |e| {
+        e.len() == 11
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut child = child;
+    assert!(
+        child.0.as_mut().unwrap().try_wait().unwrap().is_none(),
+        "a native sidecar stays after the stream ends"
+    );
+    for seq in 11..16 {
+        append(&events, &event_line("native-run", seq, "activity-completed"));
+    }
+    support::signal(child.0.as_ref().unwrap(), "TERM");
+    let (code, log) = finish(child, Duration::from_secs(15));
+    assert_eq!(code, 0, "{log}");
+    assert!(log.contains("waiting for the pod to stop"), "{log}");
+    check_delivery(&receiver.seqs(), 16, 0, 0);
+}
