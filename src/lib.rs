@@ -13,7 +13,9 @@
 //! - [`experiment`]: the experiment document: loading (file or URL), configuration, secrets,
 //!   variables and validation.
 //! - [`runner`]: executing an experiment with `chaos`'s semantics: hypothesis, method,
-//!   rollbacks, providers (`process`, `http`), tolerances, strategies, signals.
+//!   rollbacks, providers (`process`, `http`, `python`), tolerances, strategies, signals.
+//! - [`extensions`]: `type: python` functions: Kubernetes pods and AWS EC2 natively, any
+//!   other through a Python bridge.
 //! - [`journal`]: `journal.json`, key for key as `chaos` writes it.
 //! - [`events`]: the journal event stream (schema, emitter, non-blocking publisher).
 //! - [`pipeline`]: from the publisher to the sinks (the `chaosflow-sinks` crate): a bounded
@@ -37,6 +39,7 @@ pub mod cli;
 pub mod endpoint;
 pub mod events;
 pub mod experiment;
+pub mod extensions;
 pub mod http_client;
 pub mod journal;
 pub mod jsonpath;

@@ -263,20 +263,66 @@ async fn call_provider(
     match provider.get("type").and_then(Value::as_str) {
         Some("process") => process::run(provider, has_tolerance, scope, env).await,
         Some("http") => http::run(provider, has_tolerance, scope, traceparent).await,
-        Some("python") => Err(ProviderError::Failed(format!(
-            "activity '{name}' uses the Python module '{}' (function '{}'), which chaosflow \
-             cannot run: Python providers are not supported yet",
-            provider
-                .get("module")
-                .map(python::to_str)
-                .unwrap_or_default(),
-            provider.get("func").map(python::to_str).unwrap_or_default(),
-        ))),
+        Some("python") => python_provider(provider, name, scope, env).await,
         other => Err(ProviderError::Fatal(format!(
             "unknown provider type '{}'",
             other.unwrap_or_default()
         ))),
     }
+}
+
+/// A `type: python` provider, as `chaos` calls it: arguments substituted, the secret scopes the
+/// provider names merged into one mapping, then the function (native or through the bridge,
+/// see [`crate::extensions`]); whatever it raises fails the activity.
+async fn python_provider(
+    provider: &Map<String, Value>,
+    name: &str,
+    scope: &Scope,
+    env: &BTreeMap<String, String>,
+) -> Result<Value, ProviderError> {
+    let module = provider
+        .get("module")
+        .map(python::to_str)
+        .unwrap_or_default();
+    let func = provider.get("func").map(python::to_str).unwrap_or_default();
+    let mut arguments = provider
+        .get("arguments")
+        .cloned()
+        .filter(Value::is_object)
+        .unwrap_or_else(|| Value::Object(Map::new()));
+    if !scope.is_empty() {
+        arguments = substitute(&arguments, scope);
+    }
+    let mut secrets = Map::new();
+    for name in provider
+        .get("secrets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(values) = scope
+            .secrets
+            .get(&python::to_str(name))
+            .and_then(Value::as_object)
+        {
+            secrets.extend(values.clone());
+        }
+    }
+    crate::extensions::call(crate::extensions::Call {
+        activity: name,
+        module: &module,
+        func: &func,
+        arguments: match arguments {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        },
+        configuration: &scope.configuration,
+        secrets: &secrets,
+        secrets_declared: provider.contains_key("secrets"),
+        env,
+    })
+    .await
+    .map_err(ProviderError::Failed)
 }
 
 /// Resolves configuration (variables, environment, dynamic probes) and secrets for a run.
@@ -322,7 +368,13 @@ pub async fn configure(
         let name = value.get("name").map(python::to_str).unwrap_or_default();
         let provider_type = provider.get("type").and_then(Value::as_str).unwrap_or("");
         let has_tolerance = value.get("tolerance").is_some();
-        match call_provider(provider, &name, has_tolerance, &scope, env_overlay, None).await {
+        // chaos hands a dynamic configuration's Python probe every secret scope.
+        let mut provider = provider.clone();
+        if provider_type == "python" {
+            let scopes = scope.secrets.keys().cloned().map(Value::String).collect();
+            provider.insert("secrets".into(), Value::Array(scopes));
+        }
+        match call_provider(&provider, &name, has_tolerance, &scope, env_overlay, None).await {
             Ok(output) => match provider_type {
                 "process" if output.get("status") != Some(&json!(0)) => {
                     failures = true;
@@ -336,6 +388,10 @@ pub async fn configure(
                     scope
                         .configuration
                         .insert(key, Value::String(stdout.trim().to_owned()));
+                }
+                // A Python function's return value is the value itself.
+                "python" => {
+                    scope.configuration.insert(key, output);
                 }
                 _ => {
                     let body = output.get("body").cloned().unwrap_or(Value::Null);
