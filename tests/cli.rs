@@ -83,8 +83,8 @@ fn python_activities_fail_clearly_instead_of_aborting() {
     let experiment = json!({
         "title": "Python", "description": "d",
         "method": [
-            {"type": "action", "name": "terminate-pods",
-             "provider": {"type": "python", "module": "chaosk8s.pod.actions", "func": "terminate_pods",
+            {"type": "action", "name": "drain-nodes",
+             "provider": {"type": "python", "module": "chaosk8s.node.actions", "func": "drain_nodes",
                           "arguments": {"label_selector": "app=x"}}},
             {"type": "action", "name": "next", "provider": {"type": "process", "path": "true"}}
         ]
@@ -95,7 +95,7 @@ fn python_activities_fail_clearly_instead_of_aborting() {
     assert!(
         validate
             .stderr
-            .contains("uses the Python module 'chaosk8s.pod.actions'")
+            .contains("calls chaosk8s.node.actions.drain_nodes through the Python bridge")
     );
     let flow = Run::chaosflow().args(["run", &source]).run();
     assert_eq!(flow.code, 0);
@@ -106,7 +106,7 @@ fn python_activities_fail_clearly_instead_of_aborting() {
         j["run"][0]["exception"][0]
             .as_str()
             .unwrap()
-            .contains("Python module 'chaosk8s.pod.actions' (function 'terminate_pods')")
+            .contains("pip install chaostoolkit-kubernetes")
     );
     assert_eq!(j["run"][1]["status"], "succeeded", "the method goes on");
     // chaos refuses the experiment when the module is not installed.
@@ -115,7 +115,7 @@ fn python_activities_fail_clearly_instead_of_aborting() {
     assert!(
         chaos
             .stderr
-            .contains("could not find Python module 'chaosk8s.pod.actions'")
+            .contains("could not find Python module 'chaosk8s.node.actions'")
     );
 }
 
@@ -355,10 +355,20 @@ fn every_shipped_experiment_and_settings_file_is_valid() {
                 continue;
             }
             if dir == "experiments" {
+                // The inputs the experiments document and take from the environment.
                 let flow = Run::chaosflow()
+                    .env("APPLICATION_ENTRYPOINT_URL", "http://127.0.0.1:1/")
+                    .env("EC2_INSTANCE_ID", "i-0123456789abcdef0")
                     .args(["validate", path.to_str().unwrap()])
                     .run();
                 assert_eq!(flow.code, 0, "{}: {}", path.display(), flow.stderr);
+                // Every function the examples call runs natively: nothing to warn about.
+                assert!(
+                    !flow.stderr.contains("WARNING"),
+                    "{}: {}",
+                    path.display(),
+                    flow.stderr
+                );
                 continue;
             }
             settings_files += 1;

@@ -17,14 +17,14 @@ use crate::support::{self, Outcome, Run};
 
 /// How strictly to compare.
 #[derive(Debug, Clone, Copy)]
-struct Opts {
+pub(crate) struct Opts {
     /// Compare the console lines (INFO and above, timestamps stripped).
     logs: bool,
     /// During-method evaluations depend on timing: compare the first and the last only.
     during_loose: bool,
 }
 
-const STRICT: Opts = Opts {
+pub(crate) const STRICT: Opts = Opts {
     logs: true,
     during_loose: false,
 };
@@ -126,7 +126,7 @@ fn keys(v: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-fn diff_journal(a: &Value, b: &Value, opts: Opts, diffs: &mut Vec<String>) {
+pub(crate) fn diff_journal(a: &Value, b: &Value, opts: Opts, diffs: &mut Vec<String>) {
     if keys(a) != keys(b) {
         diffs.push(format!(
             "journal keys: chaos={:?} chaosflow={:?}",

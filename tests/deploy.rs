@@ -1,7 +1,7 @@
 //! The deployment files in `deploy/` and the Dockerfile, checked without a cluster: kustomize
 //! builds, Kubernetes' schemas, the CRD's schema on the example resources, the Terraform
 //! against the manifests and hadolint (all in `scripts/check-deploy`), and the example
-//! experiment kept equal to `experiments/hello-world.yaml`.
+//! experiments kept equal to their files in `experiments/`.
 
 use std::process::Command;
 
@@ -31,28 +31,43 @@ fn the_deploy_directory_passes_the_offline_checks() {
     );
 }
 
-/// The example ConfigMap carries `experiments/hello-world.yaml` itself, under the key the
-/// example experiment reads: the run in a cluster is the one the rest of the suite checks.
+/// Each example whose name is an experiment of `experiments/` carries that file itself, byte
+/// for byte, in the ConfigMap and under the key its `ChaosToolkitExperiment` reads: the run in a
+/// cluster is the one the rest of the suite checks.
 #[test]
-fn the_example_configmap_holds_the_hello_world_experiment() {
-    let docs: Vec<Value> =
-        serde_saphyr::from_multiple(&read("deploy/examples/hello-world.yaml")).unwrap();
-    let of_kind = |kind: &str| {
-        docs.iter()
-            .find(|d| d["kind"] == kind)
-            .unwrap_or_else(|| panic!("no {kind} in deploy/examples/hello-world.yaml"))
-    };
-    let key = of_kind("ChaosToolkitExperiment")["spec"]["pod"]["experiment"]
-        ["configMapExperimentFileName"]
-        .as_str()
-        .expect("the example names the experiment's key");
-    let embedded = of_kind("ConfigMap")["data"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("the ConfigMap has no {key}"));
-    let embedded: Value = serde_saphyr::from_str(embedded).unwrap();
-    let original: Value = serde_saphyr::from_str(&read("experiments/hello-world.yaml")).unwrap();
-    assert!(
-        embedded == original,
-        "deploy/examples/hello-world.yaml embeds another experiment than experiments/hello-world.yaml: copy the file into the ConfigMap again"
-    );
+fn the_example_configmaps_hold_the_experiments() {
+    let mut checked = Vec::new();
+    for entry in std::fs::read_dir(support::repo().join("deploy/examples")).unwrap() {
+        let path = entry.unwrap().path();
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let experiment = format!("experiments/{stem}.yaml");
+        if !support::repo().join(&experiment).is_file() {
+            continue;
+        }
+        let example = format!("deploy/examples/{stem}.yaml");
+        let docs: Vec<Value> = serde_saphyr::from_multiple(&read(&example)).unwrap();
+        let cr = docs
+            .iter()
+            .find(|d| d["kind"] == "ChaosToolkitExperiment")
+            .unwrap_or_else(|| panic!("no ChaosToolkitExperiment in {example}"));
+        let options = &cr["spec"]["pod"]["experiment"];
+        let key = options["configMapExperimentFileName"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{example} names no configMapExperimentFileName"));
+        let name = options["configMapName"]
+            .as_str()
+            .unwrap_or("chaostoolkit-experiment");
+        let embedded = docs
+            .iter()
+            .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == name)
+            .and_then(|cm| cm["data"][key].as_str())
+            .unwrap_or_else(|| panic!("{example}: no ConfigMap {name} with a key {key}"));
+        assert!(
+            embedded == read(&experiment),
+            "{example} embeds another experiment than {experiment}: copy the file into the \
+             ConfigMap again"
+        );
+        checked.push(stem);
+    }
+    assert!(checked.contains(&"hello-world".to_owned()), "{checked:?}");
 }

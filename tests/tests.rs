@@ -8,14 +8,20 @@
 //! - `otlp`: the OTLP sink against a real collector and a queryable trace backend;
 //! - `sidecar`: the sidecar against a receiver that goes down: crashes, outages, rotations;
 //! - `operator`: the operator binary against the loopback fake API server;
+//! - `k8s`: the native chaostoolkit-kubernetes functions against the fake API server;
+//! - `aws`: the native chaostoolkit-aws EC2 functions against moto, compared with `chaos`;
 //! - `jsonpath`: the jsonpath2 dialect against jsonpath2;
+//! - `bridge`: Python functions through chaosflow's Python bridge and through `chaos`, compared;
 //! - `deploy`: the Kubernetes manifests, examples, Terraform and Dockerfile, checked offline.
 
+mod aws;
+mod bridge;
 mod cli;
 mod conformance;
 mod deploy;
 mod events;
 mod jsonpath;
+mod k8s;
 mod operator;
 mod otlp;
 mod pipeline;
