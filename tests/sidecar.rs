@@ -843,7 +843,10 @@ fn a_native_sidecar_stays_then_reads_to_the_end_on_sigterm() {
         "a native sidecar stays after the stream ends"
     );
     for seq in 11..16 {
-        append(&events, &event_line("native-run", seq, "activity-completed"));
+        append(
+            &events,
+            &event_line("native-run", seq, "activity-completed"),
+        );
     }
     support::signal(child.0.as_ref().unwrap(), "TERM");
     let (code, log) = finish(child, Duration::from_secs(15));
