@@ -245,19 +245,41 @@ fn pod_probes_report_phases_and_counts() {
         json!({"label_selector": "name=front-end", "ns": "sock-shop", "raise_on_in_phase": false}),
     );
     assert_eq!(not_in["output"], false);
-    // A misspelt argument fails as Python would bind it.
-    let bad = call(
-        dir.path(),
-        probes,
-        "count_pods",
-        json!({"label_selector": "name", "namespace": "sock-shop"}),
-    );
+    // A misspelt argument: refused by validation, as chaos refuses it with the extension
+    // installed; without validation, the activity fails as Python would bind it.
+    let experiment = dir.path().join("misspelt.json");
+    std::fs::write(
+        &experiment,
+        json!({"title": "t", "description": "d", "method": [{"type": "probe", "name": "count",
+            "provider": {"type": "python", "module": probes, "func": "count_pods",
+                "arguments": {"label_selector": "name", "namespace": "sock-shop"}}}]})
+        .to_string(),
+    )
+    .unwrap();
+    let refused = run(dir.path(), &experiment, &[]);
+    assert_eq!(refused.code, 1);
     assert!(
-        bad["exception"][0]
+        refused.stderr.contains(
+            "method[0].provider.arguments.namespace: argument namespace is not part of the function signature in activity 'count_pods'"
+        ),
+        "{}",
+        refused.stderr
+    );
+    let unvalidated = Run::chaosflow()
+        .args(["run", "--no-validation"])
+        .args([experiment.display().to_string()])
+        .env(
+            "KUBECONFIG",
+            &dir.path().join("kubeconfig").display().to_string(),
+        )
+        .run();
+    let item = &unvalidated.journal()["run"][0];
+    assert!(
+        item["exception"][0]
             .as_str()
             .unwrap()
             .contains("count_pods() got an unexpected keyword argument 'namespace'"),
-        "{bad}"
+        "{item}"
     );
 }
 

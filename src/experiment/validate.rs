@@ -560,7 +560,9 @@ fn check_activity_inner(activity: &Value, path: &str, report: &mut Report) {
                 // missing module fails the activity when reached, with the same fix.
                 let module = python::to_str(&provider["module"]);
                 let func = python::to_str(&provider["func"]);
-                if !crate::extensions::is_native(&module, &func) {
+                if let Some(params) = crate::extensions::parameters(&module, &func) {
+                    bind_native(report, &provider_path, provider, &func, &params);
+                } else {
                     report.warnings.push(format!(
                         "{path}: activity '{name}' calls {module}.{func} through the Python \
                          bridge: it needs python3 (or $CHAOSFLOW_PYTHON) able to import \
@@ -759,6 +761,43 @@ fn check_controls(doc: &Map<String, Value>, report: &mut Report) {
     }
 }
 
+/// Binds a native function's arguments as chaos binds them while validating with the
+/// extension installed, with its messages (which name the function where they say "activity").
+fn bind_native(
+    report: &mut Report,
+    provider_path: &str,
+    provider: &Map<String, Value>,
+    func: &str,
+    params: &[(&'static str, bool)],
+) {
+    let arguments = provider.get("arguments").and_then(Value::as_object);
+    let known = params
+        .iter()
+        .map(|(p, _)| *p)
+        .collect::<Vec<_>>()
+        .join(", ");
+    for arg in arguments.into_iter().flat_map(Map::keys) {
+        if arg != "configuration" && arg != "secrets" && !params.iter().any(|(p, _)| p == arg) {
+            report.problem_with(
+                format!("{provider_path}.arguments.{arg}"),
+                format!(
+                    "argument {arg} is not part of the function signature in activity '{func}'"
+                ),
+                format!("{func} takes {known}"),
+            );
+        }
+    }
+    for (param, required) in params {
+        if *required && !arguments.is_some_and(|a| a.contains_key(*param)) {
+            report.problem_with(
+                format!("{provider_path}.arguments"),
+                format!("required argument {param} is missing from activity '{func}'"),
+                format!("add \"{param}\""),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -911,6 +950,25 @@ mod tests {
             "{:?}",
             report.warnings
         );
+    }
+
+    #[test]
+    fn native_functions_bind_their_arguments_like_chaos() {
+        let mut doc = valid();
+        doc["method"][0]["provider"] = json!({"type": "python",
+            "module": "chaosk8s.pod.probes", "func": "pods_in_phase",
+            "arguments": {"ns": "x", "namespace": "y", "secrets": ["k8s"]}});
+        assert_eq!(
+            check(doc.clone()),
+            [
+                "method[0].provider.arguments.namespace: argument namespace is not part of the function signature in activity 'pods_in_phase'",
+                "method[0].provider.arguments: required argument label_selector is missing from activity 'pods_in_phase'",
+            ]
+        );
+        doc["method"][0]["provider"] = json!({"type": "python",
+            "module": "chaosaws.ec2.probes", "func": "describe_instances",
+            "arguments": {"filters": []}});
+        assert!(check(doc).is_empty());
     }
 
     #[test]

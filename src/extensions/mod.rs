@@ -48,6 +48,17 @@ pub fn is_native(module: &str, func: &str) -> bool {
     k8s::handles(module, func) || aws::handles(module, func)
 }
 
+/// A native function's parameters, each with whether it is required (`configuration` and
+/// `secrets`, which chaos passes itself, are not listed): validation binds the arguments as
+/// chaos does with the extension installed. `None` for a bridged function.
+pub fn parameters(module: &str, func: &str) -> Option<Vec<(&'static str, bool)>> {
+    if k8s::handles(module, func) {
+        let (params, required) = k8s::signature(func)?;
+        return Some(params.iter().map(|p| (*p, required.contains(p))).collect());
+    }
+    aws::parameters(module, func).map(<[_]>::to_vec)
+}
+
 /// Calls the function: natively when it is one of ours, through the bridge otherwise.
 ///
 /// # Errors

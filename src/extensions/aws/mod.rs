@@ -26,6 +26,11 @@ use super::Call;
 use credentials::Credentials;
 use profile::{Env, Profiles};
 
+/// The parameters of `module.func` (name, required), when it is one of this module's.
+pub fn parameters(module: &str, func: &str) -> Option<&'static [(&'static str, bool)]> {
+    ec2::parameters(module, func)
+}
+
 /// Whether `module.func` is one of this module's.
 pub fn handles(module: &str, func: &str) -> bool {
     ec2::parameters(module, func).is_some()
