@@ -451,23 +451,7 @@ fn the_deployed_crd_is_the_one_the_types_generate() {
     );
     assert!(printed.contains("name: chaosexperiments.chaostoolkit.org"));
     // Kubernetes' own schema for CustomResourceDefinitions accepts it, strictly.
-    let validate = support::repo().join(".venv/bin/kubernetes-validate");
-    let out = std::process::Command::new(&validate)
-        .args(["--strict", "--quiet"])
-        .arg(support::repo().join("deploy/base/crd.yaml"))
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (scripts/setup-test-peers installs it)",
-                validate.display()
-            )
-        });
-    assert!(
-        out.status.success(),
-        "kubernetes-validate --strict: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::assert_kubernetes_valid(&support::repo().join("deploy/base/crd.yaml"), None);
 }
 
 /// In a pod the runner leaves its outcome in the termination message, where the operator reads

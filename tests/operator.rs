@@ -191,27 +191,13 @@ fn run_pod(server: &FakeApiServer, namespace: &str, pod: &str) {
 /// pod spec would show. 1.29: the oldest version with native sidecars on by default.
 fn assert_valid_kubernetes(objects: &[Value]) {
     let dir = tempfile::tempdir().unwrap();
-    let validate = support::repo().join(".venv/bin/kubernetes-validate");
     for (i, object) in objects.iter().enumerate() {
-        let path = dir.path().join(format!("{i}.json"));
+        let path = dir.path().join(format!(
+            "{i}-{}.json",
+            object["kind"].as_str().unwrap_or("object")
+        ));
         std::fs::write(&path, object.to_string()).unwrap();
-        let out = Command::new(&validate)
-            .args(["--strict", "--quiet", "--kubernetes-version", "1.29"])
-            .arg(&path)
-            .output()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{}: {e} (scripts/setup-test-peers installs it)",
-                    validate.display()
-                )
-            });
-        assert!(
-            out.status.success(),
-            "kubernetes-validate --strict refuses {}: {}{}",
-            object["kind"],
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        support::assert_kubernetes_valid(&path, Some("1.29"));
     }
 }
 

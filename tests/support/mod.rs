@@ -10,6 +10,31 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
+/// Kubernetes' own schemas accept the manifest at `path`, strictly (no unknown field), for
+/// Kubernetes `version` (the newest bundled when `None`): `.venv/bin/kubernetes-validate`,
+/// which scripts/setup-test-peers installs. Panics with its report otherwise.
+pub fn assert_kubernetes_valid(path: &Path, version: Option<&str>) {
+    let validate = repo().join(".venv/bin/kubernetes-validate");
+    let mut command = Command::new(&validate);
+    command.args(["--strict", "--quiet"]);
+    if let Some(version) = version {
+        command.args(["--kubernetes-version", version]);
+    }
+    let out = command.arg(path).output().unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (scripts/setup-test-peers installs it)",
+            validate.display()
+        )
+    });
+    assert!(
+        out.status.success(),
+        "kubernetes-validate --strict refuses {}: {}{}",
+        path.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
