@@ -335,14 +335,6 @@ pub fn main() -> ExitCode {
         };
         return ExitCode::from(crate::sidecar::run(&options));
     }
-    if let Command::Operator(args) = &cli.command {
-        let options = crate::operator::Options {
-            namespace: args.namespace.clone(),
-            image: args.image.clone(),
-            listen: args.listen,
-        };
-        return ExitCode::from(crate::operator::run(&options));
-    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -353,6 +345,17 @@ pub fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Command::Operator(args) = &cli.command {
+        let options = crate::operator::Options {
+            namespace: args.namespace.clone(),
+            image: args.image.clone(),
+            listen: args.listen,
+        };
+        // The operator needs no settings file: it runs before they are loaded.
+        let code = runtime.block_on(crate::operator::run(&options));
+        runtime.shutdown_background();
+        return ExitCode::from(code);
+    }
     let code = runtime.block_on(async {
         let settings = match Settings::load_for_use(&settings_path) {
             Ok(s) => s,

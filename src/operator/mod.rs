@@ -52,28 +52,16 @@ pub struct Options {
     pub listen: SocketAddr,
 }
 
-/// Runs the operator until SIGTERM or SIGINT; returns the exit code.
-pub fn run(options: &Options) -> u8 {
-    // One thread: the work is waiting on the API server, and memory is a feature.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+/// Runs the operator until SIGTERM or SIGINT; returns the exit code. The caller's runtime is
+/// one thread: the work is waiting on the API server, and memory is a feature.
+pub async fn run(options: &Options) -> u8 {
+    match operate(options).await {
+        Ok(()) => 0,
         Err(e) => {
-            tracing::error!("Cannot start the runtime: {e}");
-            return 1;
+            tracing::error!("{e:#}");
+            1
         }
-    };
-    runtime.block_on(async {
-        match operate(options).await {
-            Ok(()) => 0,
-            Err(e) => {
-                tracing::error!("{e:#}");
-                1
-            }
-        }
-    })
+    }
 }
 
 async fn operate(options: &Options) -> anyhow::Result<()> {

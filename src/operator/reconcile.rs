@@ -506,7 +506,7 @@ async fn publish(
     if &status != before {
         save_status(ctk, ctx, &status).await?;
     }
-    let reference = resources::reference(ctk);
+    let reference = ctk.object_ref(&());
     let run_namespace = Names::of(ctk).namespace;
     for told in events {
         if let Some(verdict) = told.verdict {

@@ -565,11 +565,6 @@ fn typed<K: serde::de::DeserializeOwned>(value: Value) -> K {
     serde_json::from_value(value).expect("the operator's own manifests are well-formed")
 }
 
-/// `ctk`'s object reference for events.
-pub fn reference(ctk: &ChaosToolkitExperiment) -> k8s_openapi::api::core::v1::ObjectReference {
-    ctk.object_ref(&())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
