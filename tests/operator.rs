@@ -550,6 +550,75 @@ fn a_scheduled_experiment_becomes_a_cron_job_and_records_its_runs() {
     );
 }
 
+/// Grants follow the spec: a namespace dropped from `role.binds_to_namespaces` (here of a
+/// scheduled experiment, whose runs go on) loses the runner's Role and RoleBinding at once, and
+/// deletion revokes the rest; a Role of the user's in the same namespace stays.
+#[test]
+fn grants_in_namespaces_the_spec_drops_are_revoked() {
+    let server = server_with_crd();
+    let operator = Operator::start(&server, &[]);
+    let mut scheduled = yaml_documents(&support::repo().join("deploy/examples/scheduled.yaml"))
+        .into_iter()
+        .find(|o| o["kind"] == KIND)
+        .expect("deploy/examples/scheduled.yaml holds a ChaosToolkitExperiment");
+    let name = scheduled["metadata"]["name"].as_str().unwrap().to_string();
+    for namespace in ["shop", "billing"] {
+        server
+            .apply(
+                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}),
+            )
+            .unwrap();
+    }
+    scheduled["spec"]["role"] = json!({"binds_to_namespaces": ["shop", "billing"]});
+    server.apply(scheduled.clone()).unwrap();
+    let users_role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "team-reader", "namespace": "billing"}, "rules": []});
+    server.apply(users_role).unwrap();
+    let sfx = suffix(&server, &name);
+    let granted = |namespace: &str| {
+        let name = format!("chaostoolkit-experiment-{sfx}");
+        let role = server.get("rbac.authorization.k8s.io/v1", "Role", namespace, &name);
+        let binding = server.get(
+            "rbac.authorization.k8s.io/v1",
+            "RoleBinding",
+            namespace,
+            &name,
+        );
+        assert_eq!(
+            role.is_some(),
+            binding.is_some(),
+            "Role and RoleBinding in {namespace}"
+        );
+        role.is_some()
+    };
+    wait_for("grants in both namespaces", &operator, || {
+        (granted("shop") && granted("billing")).then_some(())
+    });
+
+    scheduled["spec"]["role"] = json!({"binds_to_namespaces": ["shop"]});
+    server.apply(scheduled).unwrap();
+    wait_for("the grant in billing to go", &operator, || {
+        (!granted("billing")).then_some(())
+    });
+    assert!(granted("shop") && granted("chaostoolkit-run"));
+
+    server.delete(CTK, KIND, "chaostoolkit-crd", &name).unwrap();
+    wait_for("every grant to go", &operator, || {
+        (!granted("shop") && !granted("chaostoolkit-run")).then_some(())
+    });
+    assert!(
+        server
+            .get(
+                "rbac.authorization.k8s.io/v1",
+                "Role",
+                "billing",
+                "team-reader"
+            )
+            .is_some(),
+        "the user's own Role stays"
+    );
+}
+
 /// Bad specs are said in the status and a Warning event, with the field and the fix.
 #[test]
 fn a_bad_pod_template_is_reported_on_the_resource() {

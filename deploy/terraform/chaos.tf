@@ -128,7 +128,7 @@ resource "kubernetes_cluster_role_v1" "operator" {
   rule {
     api_groups = ["rbac.authorization.k8s.io"]
     resources  = ["roles", "rolebindings"]
-    verbs      = ["get", "create", "patch", "delete"]
+    verbs      = ["get", "list", "create", "patch", "delete"]
   }
   rule {
     api_groups = [""]

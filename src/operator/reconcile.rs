@@ -268,7 +268,7 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
             return Ok(Action::await_change());
         }
         None => {
-            ensure_run_objects(ctk, ctx, &names).await?;
+            ensure_run_objects(ctk, ctx, &names, &before).await?;
             let pod = match resources::pod(ctk, &names, &pod_name, &ctx.defaults) {
                 Ok(pod) => pod,
                 Err(e) => return invalid(ctk, ctx, &before, e.to_string()).await,
@@ -307,7 +307,7 @@ async fn apply_scheduled(
     names: &Names,
     before: ChaosToolkitExperimentStatus,
 ) -> Result<Action> {
-    ensure_run_objects(ctk, ctx, names).await?;
+    ensure_run_objects(ctk, ctx, names, &before).await?;
     let cron = match resources::cron_job(ctk, names, &ctx.defaults) {
         Ok(cron) => cron,
         Err(e) => return invalid(ctk, ctx, &before, e.to_string()).await,
@@ -610,11 +610,14 @@ async fn invalid(
     Ok(Action::await_change())
 }
 
-/// The namespace, ServiceAccount, Roles and RoleBindings the runner needs.
+/// The namespace, ServiceAccount, Roles and RoleBindings the runner needs. After a spec change
+/// (a rerun, or a scheduled experiment edited), grants in namespaces the spec no longer names
+/// are revoked: a namespace dropped from `binds_to_namespaces` must not stay open to the runner.
 async fn ensure_run_objects(
     ctk: &ChaosToolkitExperiment,
     ctx: &Context,
     names: &Names,
+    before: &ChaosToolkitExperimentStatus,
 ) -> Result<()> {
     ensure_namespace(ctx, &names.namespace).await?;
     let client = &ctx.client;
@@ -655,6 +658,44 @@ async fn ensure_run_objects(
                 names.binding
             )))?;
         }
+    }
+    // The first run has nothing stale to revoke; skipping it saves two LISTs per experiment.
+    let edited = before
+        .observed_generation
+        .is_some_and(|seen| Some(seen) != ctk.meta().generation);
+    if edited {
+        let keep: Vec<&str> = std::iter::once(&names.namespace)
+            .chain(&names.extra_namespaces)
+            .map(String::as_str)
+            .collect();
+        revoke_grants(ctk, ctx, &keep).await?;
+    }
+    Ok(())
+}
+
+/// Deletes the experiment's Roles and RoleBindings (found by its uid label, in every namespace)
+/// outside `keep`. By label, so a user's own Role named in the spec is never touched.
+async fn revoke_grants(ctk: &ChaosToolkitExperiment, ctx: &Context, keep: &[&str]) -> Result<()> {
+    let selector = resources::selector(ctk);
+    let stale = |listed: Vec<(String, String)>| {
+        listed
+            .into_iter()
+            .filter(|(namespace, _)| !keep.contains(&namespace.as_str()))
+            .collect::<Vec<_>>()
+    };
+    let bindings: Api<RoleBinding> = Api::all(ctx.client.clone());
+    for (namespace, name) in stale(list_everywhere(&bindings, &selector).await?) {
+        let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
+        delete(&api, &name).await?;
+        tracing::info!("Revoked RoleBinding {namespace}/{name}");
+    }
+    let roles: Api<Role> = Api::all(ctx.client.clone());
+    for (namespace, name) in stale(list_everywhere(&roles, &selector).await?) {
+        delete(
+            &Api::<Role>::namespaced(ctx.client.clone(), &namespace),
+            &name,
+        )
+        .await?;
     }
     Ok(())
 }
@@ -757,6 +798,8 @@ async fn cleanup(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> 
         )
         .await?;
     }
+    // Grants in namespaces the spec named once but no longer does.
+    revoke_grants(ctk, ctx, &[]).await?;
     delete(
         &Api::<ServiceAccount>::namespaced(client.clone(), &names.namespace),
         &format!("chaostoolkit-{}", names.suffix),
@@ -771,6 +814,17 @@ where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
+    let listed = list_everywhere(api, selector).await?;
+    Ok(listed.into_iter().map(|(_, name)| name).collect())
+}
+
+/// (namespace, name) of every object matching `selector` in `api`'s scope (all namespaces for
+/// `Api::all`).
+async fn list_everywhere<K>(api: &Api<K>, selector: &str) -> Result<Vec<(String, String)>>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
     Ok(api
         .list_metadata(&ListParams::default().labels(selector))
         .await
@@ -780,7 +834,7 @@ where
         )))?
         .items
         .iter()
-        .map(ResourceExt::name_any)
+        .map(|o| (o.namespace().unwrap_or_default(), o.name_any()))
         .collect())
 }
 
