@@ -28,7 +28,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Client, ResourceExt};
 
 use crd::ChaosToolkitExperiment;
@@ -96,19 +96,32 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
         controller: reconcile::FIELD_MANAGER.into(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let context = Arc::new(Context::new(
-        client.clone(),
-        Recorder::new(client.clone(), reporter),
-        metrics.clone(),
-        Defaults { image },
-    ));
+    // Runner pods live in the run namespaces, anywhere: watched cluster-wide, by label, into a
+    // store the reconciles read (it is updated before the pod's change triggers a reconcile).
+    // Only metadata and status are kept: the spec is what the operator wrote.
+    let (pod_cache, pod_writer) = reflector::store();
+    let runner_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
+    let pod_changes = watcher(Api::<Pod>::all(client.clone()), runner_pods)
+        .default_backoff()
+        .modify(|pod| {
+            pod.spec = None;
+            pod.metadata.managed_fields = None;
+        })
+        .reflect(pod_writer)
+        .touched_objects();
+    let context = Arc::new(
+        Context::new(
+            client.clone(),
+            Recorder::new(client.clone(), reporter),
+            metrics.clone(),
+            Defaults { image },
+        )
+        .with_pods(pod_cache),
+    );
     let experiments: Api<ChaosToolkitExperiment> = match &options.namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
-    // Runner pods live in the run namespaces, anywhere: watched cluster-wide, by label.
-    let pods: Api<Pod> = Api::all(client.clone());
-    let runner_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     tracing::info!(
         "Watching ChaosToolkitExperiments in {}.",
         options.namespace.as_deref().map_or_else(
@@ -119,7 +132,7 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
     metrics.ready.store(true, Ordering::Release);
     Controller::new(experiments, watcher::Config::default().any_semantic())
         .with_config(ControllerConfig::default().concurrency(16))
-        .watches(pods, runner_pods, |pod| {
+        .watches_stream(pod_changes, |pod| {
             let labels = pod.labels();
             let name = labels.get(LABEL_EXPERIMENT)?;
             let namespace = labels.get(LABEL_EXPERIMENT_NAMESPACE)?;

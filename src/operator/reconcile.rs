@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::FutureExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
@@ -25,6 +26,7 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{self, Event as Finalized};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 
@@ -61,6 +63,9 @@ pub struct Context {
     /// The last status written per experiment uid, with the resourceVersion it was based on;
     /// see [`Context::status_before`].
     written: Mutex<HashMap<String, (String, ChaosToolkitExperimentStatus)>>,
+    /// The runner pods as the controller's own pod watch has them (see [`Context::with_pods`]);
+    /// without it every pod is read from the API.
+    pods: Option<Store<Pod>>,
 }
 
 impl Context {
@@ -78,7 +83,24 @@ impl Context {
             defaults,
             known_namespaces: Mutex::default(),
             written: Mutex::default(),
+            pods: None,
         }
+    }
+
+    /// Reads runner pods from `pods`, the store the controller's pod watch fills before it
+    /// triggers a reconcile, so a reconcile caused by a pod's change sees that change: most
+    /// reconciles then make no GET. A pod missing from it may be one whose watch event is still
+    /// on its way, so a miss is asked of the API whenever it would matter.
+    #[must_use]
+    pub fn with_pods(mut self, pods: Store<Pod>) -> Self {
+        self.pods = Some(pods);
+        self
+    }
+
+    /// The pod store, once its first list is in.
+    fn pod_cache(&self) -> Option<&Store<Pod>> {
+        let pods = self.pods.as_ref()?;
+        matches!(pods.wait_until_ready().now_or_never(), Some(Ok(()))).then_some(pods)
     }
 
     /// The status as it stands. A reconcile triggered by a pod's change may see the experiment
@@ -245,10 +267,22 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
         && ctk.annotations().contains_key(KOPF_HANDLED)
         && !ctk.annotations().contains_key(RERUN_ANNOTATION);
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let pod = match pods.get_opt(&pod_name).await.map_err(kube_error(format!(
-        "get Pod {}/{pod_name}",
-        names.namespace
-    )))? {
+    let cache = ctx.pod_cache();
+    let cached = cache.and_then(|c| c.get(&ObjectRef::new(&pod_name).within(&names.namespace)));
+    let found = match cached {
+        Some(pod) => Some(pod),
+        // Nothing ran yet: create the pod straight away; "already exists" reads it then.
+        None if cache.is_some() && status.phase.is_none() && !ran_upstream => None,
+        None => pods
+            .get_opt(&pod_name)
+            .await
+            .map_err(kube_error(format!(
+                "get Pod {}/{pod_name}",
+                names.namespace
+            )))?
+            .map(Arc::new),
+    };
+    let pod = match found {
         Some(pod) => Some(pod),
         // It ran, then vanished: someone deleted it.
         None if status.phase == Some(Phase::Running) => None,
@@ -273,7 +307,7 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
                 Ok(pod) => pod,
                 Err(e) => return invalid(ctk, ctx, &before, e.to_string()).await,
             };
-            Some(create_pod(ctx, &pods, &names, pod).await?)
+            Some(Arc::new(create_pod(ctx, &pods, &names, pod).await?))
         }
     };
     status.pod_name = Some(pod_name.clone());
@@ -327,12 +361,24 @@ async fn apply_scheduled(
             names.namespace, names.runner
         ))(e));
     }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &names.namespace);
-    let mut listed = pods
-        .list(&ListParams::default().labels(&resources::selector(ctk)))
-        .await
-        .map_err(kube_error(format!("list Pods in {}", names.namespace)))?
-        .items;
+    let selector = resources::selector(ctk);
+    let mut listed: Vec<Arc<Pod>> = match ctx.pod_cache() {
+        Some(cache) => {
+            let uid = ctk.uid().unwrap_or_default();
+            cache.state_filter(|pod| {
+                pod.namespace().as_ref() == Some(&names.namespace)
+                    && pod.labels().get(resources::LABEL_EXPERIMENT_UID) == Some(&uid)
+            })
+        }
+        None => Api::<Pod>::namespaced(ctx.client.clone(), &names.namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(kube_error(format!("list Pods in {}", names.namespace)))?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect(),
+    };
     listed.sort_by_key(|p| p.creation_timestamp().map(|t| t.0));
     let mut status = before.clone();
     status.observed_generation = ctk.meta().generation;
