@@ -98,15 +98,12 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
     };
     // Runner pods live in the run namespaces, anywhere: watched cluster-wide, by label, into a
     // store the reconciles read (it is updated before the pod's change triggers a reconcile).
-    // Only metadata and status are kept: the spec is what the operator wrote.
+    // Only what the reconciles read is kept (observe::slim).
     let (pod_cache, pod_writer) = reflector::store();
     let runner_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let pod_changes = watcher(Api::<Pod>::all(client.clone()), runner_pods)
         .default_backoff()
-        .modify(|pod| {
-            pod.spec = None;
-            pod.metadata.managed_fields = None;
-        })
+        .modify(observe::slim)
         .reflect(pod_writer)
         .touched_objects();
     let context = Arc::new(

@@ -3,7 +3,8 @@
 //! `chaosflow run --termination-log` writes), falling back to the exit code when the runner
 //! died before writing it.
 
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::Deserialize;
 
 use super::crd::{RunSummary, Verdict};
@@ -97,6 +98,45 @@ pub fn observe(pod: &Pod) -> Observation {
             .flatten()
             .chain(runner),
     ))
+}
+
+/// `pod` cut down to what [`observe`] and the operator's lookups read (identity, labels,
+/// creation time; phase, reason, message and the containers' states), for the operator's pod
+/// store: the spec, managed fields and the rest of the status would be most of its memory.
+pub fn slim(pod: &mut Pod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        uid: meta.uid,
+        labels: meta.labels,
+        resource_version: meta.resource_version,
+        creation_timestamp: meta.creation_timestamp,
+        deletion_timestamp: meta.deletion_timestamp,
+        ..ObjectMeta::default()
+    };
+    pod.spec = None;
+    pod.status = pod.status.take().map(|status| {
+        let states = |statuses: Option<Vec<ContainerStatus>>| {
+            statuses.map(|all| {
+                all.into_iter()
+                    .map(|c| ContainerStatus {
+                        name: c.name,
+                        state: c.state,
+                        ..ContainerStatus::default()
+                    })
+                    .collect()
+            })
+        };
+        PodStatus {
+            phase: status.phase,
+            reason: status.reason,
+            message: status.message,
+            container_statuses: states(status.container_statuses),
+            init_container_statuses: states(status.init_container_statuses),
+            ..PodStatus::default()
+        }
+    });
 }
 
 fn waiting_reason<'a>(statuses: impl Iterator<Item = &'a ContainerStatus>) -> Option<String> {
@@ -281,6 +321,28 @@ mod tests {
             "{}",
             f.message
         );
+    }
+
+    #[test]
+    fn a_slim_pod_says_what_the_whole_one_says() {
+        let failed = pod(
+            json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory",
+            "podIP": "10.0.0.1", "conditions": [{"type": "Ready", "status": "False"}]}),
+        );
+        let waiting = pod(json!({"phase": "Pending", "initContainerStatuses": [{
+            "name": "chaosflow-sidecar", "image": "i", "imageID": "x", "ready": false, "restartCount": 3,
+            "state": {"waiting": {"reason": "ErrImagePull", "message": "not found"}}}]}));
+        for whole in [
+            terminated(0, "{}"),
+            terminated(137, "killed"),
+            failed,
+            waiting,
+        ] {
+            let mut cut = whole.clone();
+            slim(&mut cut);
+            assert_eq!(observe(&cut), observe(&whole));
+            assert_eq!(cut.metadata.name, whole.metadata.name);
+        }
     }
 
     #[test]
