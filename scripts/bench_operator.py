@@ -162,11 +162,12 @@ def one_round(chaosflow, fake, count, outcome, number):
             "metadata": {"name": f"exp-{i:04}", "namespace": "chaostoolkit-crd"},
             "spec": {"namespace": "chaostoolkit-run", "pod": {"settings": {"enabled": True}}},
         } for i in range(count)]
-        (tmp / "objects.yaml").write_text("\n---\n".join(json.dumps(o) for o in objects))
+        # One JSON List: a YAML stream of this many documents exceeds the YAML parser's budget.
+        (tmp / "objects.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         kubeconfig = tmp / "kubeconfig"
         server = subprocess.Popen(
             [fake, "--kubeconfig", str(kubeconfig), "--apply",
-             str(REPO / "deploy/base/crd.yaml"), str(tmp / "objects.yaml")],
+             str(REPO / "deploy/base/crd.yaml"), str(tmp / "objects.json")],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             url = server.stdout.readline().strip()
