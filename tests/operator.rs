@@ -346,11 +346,12 @@ fn an_experiment_runs_reports_its_verdict_and_is_cleaned_up() {
     });
     assert_eq!(done["verdict"], "completed");
     assert_eq!(done["podName"], pod_name.as_str());
-    // The pod's changes reached the reconciles through the operator's watch, not by GETs (one
-    // may race the new pod's first watch event).
+    // The pod's changes reached the reconciles through the operator's watch, not by GETs (read
+    // from the API, its start, run and end take three or more; one or two reconciles may race
+    // the new pod's first watch event on a loaded machine).
     let stats = server.stats();
     let pod_gets = stats.by_resource.get("pods").and_then(|v| v.get("get"));
-    assert!(pod_gets.copied().unwrap_or(0) <= 1, "{stats:?}");
+    assert!(pod_gets.copied().unwrap_or(0) <= 2, "{stats:?}");
     assert_eq!(done["startTime"], "2026-11-25T10:00:00Z");
     assert_eq!(done["endTime"], "2026-11-25T10:00:02Z");
     assert_eq!(
