@@ -132,12 +132,17 @@ fn yaml_documents(path: &Path) -> Vec<Value> {
         .collect()
 }
 
-/// The example ChaosToolkitExperiment users apply first.
-fn example_experiment() -> Value {
-    yaml_documents(&support::repo().join("deploy/examples/hello-world.yaml"))
+/// The ChaosToolkitExperiment of `deploy/examples/<file>`.
+fn example(file: &str) -> Value {
+    yaml_documents(&support::repo().join("deploy/examples").join(file))
         .into_iter()
         .find(|o| o["kind"] == KIND)
-        .expect("deploy/examples/hello-world.yaml holds a ChaosToolkitExperiment")
+        .unwrap_or_else(|| panic!("deploy/examples/{file} holds a ChaosToolkitExperiment"))
+}
+
+/// The example ChaosToolkitExperiment users apply first.
+fn example_experiment() -> Value {
+    example("hello-world.yaml")
 }
 
 /// What a real `chaosflow run --termination-log` writes for `experiment`.
@@ -485,10 +490,7 @@ fn an_experiment_runs_reports_its_verdict_and_is_cleaned_up() {
 fn a_scheduled_experiment_becomes_a_cron_job_and_records_its_runs() {
     let server = server_with_crd();
     let operator = Operator::start(&server, &[]);
-    let scheduled = yaml_documents(&support::repo().join("deploy/examples/scheduled.yaml"))
-        .into_iter()
-        .find(|o| o["kind"] == KIND)
-        .expect("deploy/examples/scheduled.yaml holds a ChaosToolkitExperiment");
+    let scheduled = example("scheduled.yaml");
     let name = scheduled["metadata"]["name"].as_str().unwrap().to_string();
     let schedule = scheduled["spec"]["schedule"]["value"].clone();
     server.apply(scheduled).unwrap();
@@ -563,10 +565,7 @@ fn a_scheduled_experiment_becomes_a_cron_job_and_records_its_runs() {
 fn grants_in_namespaces_the_spec_drops_are_revoked() {
     let server = server_with_crd();
     let operator = Operator::start(&server, &[]);
-    let mut scheduled = yaml_documents(&support::repo().join("deploy/examples/scheduled.yaml"))
-        .into_iter()
-        .find(|o| o["kind"] == KIND)
-        .expect("deploy/examples/scheduled.yaml holds a ChaosToolkitExperiment");
+    let mut scheduled = example("scheduled.yaml");
     let name = scheduled["metadata"]["name"].as_str().unwrap().to_string();
     for namespace in ["shop", "billing"] {
         server

@@ -361,7 +361,6 @@ async fn apply_scheduled(
             names.namespace, names.runner
         ))(e));
     }
-    let selector = resources::selector(ctk);
     let mut listed: Vec<Arc<Pod>> = match ctx.pod_cache() {
         Some(cache) => {
             let uid = ctk.uid().unwrap_or_default();
@@ -371,7 +370,7 @@ async fn apply_scheduled(
             })
         }
         None => Api::<Pod>::namespaced(ctx.client.clone(), &names.namespace)
-            .list(&ListParams::default().labels(&selector))
+            .list(&ListParams::default().labels(&resources::selector(ctk)))
             .await
             .map_err(kube_error(format!("list Pods in {}", names.namespace)))?
             .items
