@@ -75,7 +75,14 @@ async fn run() -> Result<(), String> {
 fn documents(text: &str) -> Result<Vec<Value>, String> {
     let docs: Vec<Value> = match serde_json::from_str(text) {
         Ok(doc) => vec![doc],
-        Err(_) => serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?,
+        Err(_) => {
+            // A test fixture may hold thousands of objects: the default budget stops at 1,024
+            // documents (it guards untrusted input, which this is not).
+            let options = serde_saphyr::options! {
+                budget: serde_saphyr::budget! { max_documents: 1 << 20 },
+            };
+            serde_saphyr::from_multiple_with_options(text, options).map_err(|e| e.to_string())?
+        }
     };
     let mut out = Vec::new();
     for doc in docs.into_iter().filter(|d| !d.is_null()) {
