@@ -162,6 +162,10 @@ def one_round(chaosflow, fake, count, outcome, number):
             "metadata": {"name": f"exp-{i:04}", "namespace": "chaostoolkit-crd"},
             "spec": {"namespace": "chaostoolkit-run", "pod": {"settings": {"enabled": True}}},
         } for i in range(count)]
+        # As `kubectl apply` leaves them: a copy of the applied object in an annotation.
+        for o in objects[1:]:
+            o["metadata"]["annotations"] = {
+                "kubectl.kubernetes.io/last-applied-configuration": json.dumps(o, separators=(",", ":"))}
         # One JSON List: a YAML stream of this many documents exceeds the YAML parser's budget.
         (tmp / "objects.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))
         kubeconfig = tmp / "kubeconfig"

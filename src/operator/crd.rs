@@ -308,9 +308,58 @@ pub fn crd_yaml() -> String {
     serde_saphyr::to_string(&ChaosToolkitExperiment::crd()).expect("the CRD serializes")
 }
 
+/// `ctk` without what a cluster attaches to every object and the operator never reads, for the
+/// controller's cache: managed fields, and the copies of the spec that `kubectl apply` and the
+/// upstream (kopf) operator keep in annotations (kopf's key stays: it marks a resource the
+/// upstream operator ran). On a real cluster these are most of an experiment's size.
+pub fn slim(ctk: &mut ChaosToolkitExperiment) {
+    use kube::ResourceExt;
+    ctk.managed_fields_mut().clear();
+    let annotations = ctk.annotations_mut();
+    annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    if let Some(kopf) = annotations.get_mut(super::reconcile::KOPF_HANDLED) {
+        kopf.clear();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slim_keeps_what_reconciles_read() {
+        let mut ctk: ChaosToolkitExperiment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "chaostoolkit.org/v1", "kind": "ChaosToolkitExperiment",
+            "metadata": {"name": "e", "namespace": "n", "uid": "u", "resourceVersion": "7",
+                "finalizers": ["chaostoolkit.org/cleanup"],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}",
+                    "kopf.zalando.org/last-handled-configuration": "{...}",
+                    "chaostoolkit.org/rerun": "1"},
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}]},
+            "spec": {"namespace": "run"},
+            "status": {"phase": "Running"},
+        }))
+        .unwrap();
+        let whole = ctk.clone();
+        slim(&mut ctk);
+        assert_eq!(ctk.spec, whole.spec);
+        assert_eq!(ctk.status, whole.status);
+        assert!(ctk.metadata.managed_fields.is_none_or(|m| m.is_empty()));
+        let annotations = ctk.metadata.annotations.unwrap();
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            [
+                "chaostoolkit.org/rerun",
+                "kopf.zalando.org/last-handled-configuration"
+            ]
+        );
+        assert_eq!(annotations["chaostoolkit.org/rerun"], "1");
+        assert_eq!(ctk.metadata.finalizers, whole.metadata.finalizers);
+        assert_eq!(
+            ctk.metadata.resource_version,
+            whole.metadata.resource_version
+        );
+    }
 
     fn spec(yaml: &str) -> ChaosToolkitExperimentSpec {
         serde_saphyr::from_str(yaml).unwrap()

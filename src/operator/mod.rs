@@ -102,7 +102,6 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
     let (pod_cache, pod_writer) = reflector::store();
     let runner_pods = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGER}"));
     let pod_changes = watcher(Api::<Pod>::all(client.clone()), runner_pods)
-        .default_backoff()
         .modify(observe::slim)
         .reflect(pod_writer)
         .touched_objects();
@@ -127,7 +126,14 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
         )
     );
     metrics.ready.store(true, Ordering::Release);
-    Controller::new(experiments, watcher::Config::default().any_semantic())
+    // The experiments' cache, as Controller::new would keep it but without what no reconcile
+    // reads (crd::slim).
+    let (experiment_cache, experiment_writer) = reflector::store();
+    let experiment_changes = watcher(experiments, watcher::Config::default().any_semantic())
+        .modify(crd::slim)
+        .reflect(experiment_writer)
+        .applied_objects();
+    Controller::for_stream(experiment_changes, experiment_cache)
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(pod_changes, |pod| {
             let labels = pod.labels();
