@@ -113,7 +113,10 @@ fn wait_for<T>(what: &str, operator: &Operator, mut check: impl FnMut() -> Optio
 
 /// A server with the CRD (from deploy/, as users install it) and the experiments' namespace.
 fn server_with_crd() -> FakeApiServer {
-    let server = FakeApiServer::spawn().unwrap();
+    crd_installed(FakeApiServer::spawn().unwrap())
+}
+
+fn crd_installed(server: FakeApiServer) -> FakeApiServer {
     for object in yaml_documents(&support::repo().join("deploy/base/crd.yaml")) {
         server.apply(object).unwrap();
     }
@@ -670,29 +673,55 @@ fn without_the_crd_the_operator_says_how_to_install_it() {
     );
 }
 
-/// SIGTERM: no new reconcile starts, running ones finish, exit 0.
+/// SIGTERM: no new reconcile starts, running ones finish, exit 0; also when it comes while
+/// the first lists are still in flight (a slow API server), when there is nothing to finish.
 #[test]
 fn the_operator_stops_gracefully_on_sigterm() {
-    let server = server_with_crd();
-    let mut operator = Operator::start(&server, &[]);
-    wait_for("readiness", &operator, || {
-        (operator.get("/readyz").0 == 200).then_some(())
-    });
-    assert_eq!(operator.get("/healthz").0, 200);
+    let idle = server_with_crd();
+    let slow = crd_installed(
+        FakeApiServer::builder()
+            .latency(Duration::from_millis(1500))
+            .spawn()
+            .unwrap(),
+    );
+    for (server, when) in [(&idle, "idle"), (&slow, "listing")] {
+        let operator = Operator::start(server, &[]);
+        wait_for("readiness", &operator, || {
+            (operator.get("/readyz").0 == 200).then_some(())
+        });
+        assert_eq!(operator.get("/healthz").0, 200);
+        if when == "listing" {
+            // The watches' first lists are answered 1.5 s late: the signal comes before.
+            assert_eq!(
+                slow.stats()
+                    .count("chaosexperiments.chaostoolkit.org", "list"),
+                0
+            );
+        }
+        stop_within(operator, Duration::from_secs(5), when);
+    }
+}
+
+fn stop_within(mut operator: Operator, limit: Duration, when: &str) {
     support::signal(&operator.child, "TERM");
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + limit;
     let code = loop {
         if let Some(status) = operator.child.try_wait().unwrap() {
             break status.code();
         }
         assert!(
             Instant::now() < deadline,
-            "still running: {}",
+            "{when}: still running {limit:?} after SIGTERM: {}",
             operator.log()
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(code, Some(0), "{}", operator.log());
+    assert_eq!(code, Some(0), "{when}: {}", operator.log());
+    assert!(
+        operator.log().contains("Stopped"),
+        "{when}: {}",
+        operator.log()
+    );
 }
 
 /// The reconcile function itself, called directly: the first call only adds the finalizer,

@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -66,6 +66,9 @@ pub async fn run(options: &Options) -> u8 {
 
 async fn operate(options: &Options) -> anyhow::Result<()> {
     use anyhow::Context as _;
+    // Listening from the start: a signal that came before the controller's first poll would
+    // otherwise be lost, and the pod would hang until the kubelet's SIGKILL.
+    let mut signals = Signals::listen().context("Cannot listen for SIGTERM and SIGINT")?;
     let client = Client::try_default().await.context(
         "Cannot reach the Kubernetes API: in a pod the service account is used, elsewhere $KUBECONFIG or ~/.kube/config",
     )?;
@@ -133,7 +136,8 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
         .modify(crd::slim)
         .reflect(experiment_writer)
         .applied_objects();
-    Controller::for_stream(experiment_changes, experiment_cache)
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let controller = Controller::for_stream(experiment_changes, experiment_cache.clone())
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(pod_changes, |pod| {
             let labels = pod.labels();
@@ -141,17 +145,66 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
             let namespace = labels.get(LABEL_EXPERIMENT_NAMESPACE)?;
             Some(ObjectRef::<ChaosToolkitExperiment>::new(name).within(namespace))
         })
-        .shutdown_on_signal()
+        .graceful_shutdown_on(async {
+            let _ = stopped.await;
+        })
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {
             if let Err(e) = result {
                 tracing::debug!("controller: {e}");
             }
-        })
-        .await;
+        });
+    let mut controller = std::pin::pin!(controller);
+    let signal = tokio::select! {
+        () = &mut controller => {
+            tracing::info!("Stopped: the watches ended.");
+            return Ok(());
+        }
+        signal = signals.recv() => signal,
+    };
     metrics.ready.store(false, Ordering::Release);
-    tracing::info!("Stopped: running reconciles finished.");
+    tracing::info!(
+        "{signal}: no new reconcile starts; waiting for the running ones (again to stop now)."
+    );
+    let _ = stop.send(());
+    // kube's runner starts reconciles only once the first list has filled the cache, and on a
+    // stop still waits for that list, which the stop has cut off. Before it no reconcile
+    // started: nothing to wait for. (The controller is not polled between the signal and this
+    // check, so the answer cannot change.)
+    if experiment_cache.wait_until_ready().now_or_never().is_none() {
+        tracing::info!("Stopped before the first list of experiments: no reconcile had started.");
+        return Ok(());
+    }
+    tokio::select! {
+        () = &mut controller => tracing::info!("Stopped: running reconciles finished."),
+        signal = signals.recv() => tracing::warn!(
+            "{signal} again: stopped now; the reconciles cut short run again at the next start (they are idempotent)."
+        ),
+    }
     Ok(())
+}
+
+/// SIGTERM (the kubelet) and SIGINT (a terminal), registered when made.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
 }
 
 /// The operator's own image, read from its pod (`POD_NAME`, `POD_NAMESPACE` from the downward

@@ -43,6 +43,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use store::{At, PatchKind, State, Sub};
 use tokio::sync::watch;
 
@@ -190,6 +191,7 @@ pub struct Builder {
     addr: SocketAddr,
     log: bool,
     history: usize,
+    latency: Duration,
 }
 
 impl Default for Builder {
@@ -200,6 +202,7 @@ impl Default for Builder {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             log,
             history: 100_000,
+            latency: Duration::ZERO,
         }
     }
 }
@@ -221,6 +224,13 @@ impl Builder {
     /// resourceVersion; older ones get 410 Gone, as after a real server's compaction.
     pub fn history(mut self, events: usize) -> Self {
         self.history = events.max(1);
+        self
+    }
+
+    /// Answers every request `latency` late (a watch's first bytes too), as a distant or
+    /// loaded API server would: what a client does while its first list is in flight.
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
         self
     }
 
@@ -280,6 +290,7 @@ impl FakeApiServer {
             state: Mutex::new(State::new(options.history)),
             stats: Mutex::default(),
             log: options.log,
+            latency: options.latency,
             addr,
             shutdown: stopped,
         };

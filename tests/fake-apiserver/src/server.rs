@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub(crate) state: Mutex<State>,
     pub(crate) stats: Mutex<Stats>,
     pub(crate) log: bool,
+    /// Added before every answer (Builder::latency).
+    pub(crate) latency: Duration,
     pub(crate) addr: SocketAddr,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
@@ -145,6 +147,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         content_type,
         body,
     };
+    if !shared.latency.is_zero() {
+        tokio::time::sleep(shared.latency).await;
+    }
     let (verb, resource, response) = route(&shared, parts.uri.path(), &call);
     if !verb.is_empty() {
         shared.stats().record(verb, &resource);
