@@ -93,21 +93,28 @@ print(r["Instances"][0]["InstanceId"])
         print(f"\nextensions benchmark ({runs} interleaved runs per tool, medians)")
         report("stop-ec2-by-id (moto)", results)
 
-        # The bridge: 20 calls of a trivial function of a local module.
-        calls = 20
+        # The bridge: 20 and 200 calls of a trivial function of a local module; the
+        # difference gives the cost of one call once Python runs and the module is imported.
         bridge_dir = REPO / "tests/bridge"
-        with tempfile.TemporaryDirectory() as cwd:
-            exp = Path(cwd) / "bridge.yaml"
-            exp.write_text("title: t\ndescription: d\nmethod:\n" + "".join(
-                f"  - type: probe\n    name: p{i}\n    provider:\n      type: python\n"
-                f"      module: chaosflow_bridge_demo\n      func: count\n"
-                for i in range(calls)))
-            benv = dict(env, PYTHONPATH=str(bridge_dir), CHAOSFLOW_PYTHON=str(VENV / "python"))
-            results = {tool: [] for tool in tools}
-            for _ in range(max(3, runs // 2)):
-                for tool, argv in tools.items():
-                    results[tool].append(measure([*argv, str(exp)], benv, cwd))
-            report(f"{calls} bridged calls", results)
+        benv = dict(env, PYTHONPATH=str(bridge_dir), CHAOSFLOW_PYTHON=str(VENV / "python"))
+        walls = {}
+        for calls in (20, 200):
+            with tempfile.TemporaryDirectory() as cwd:
+                exp = Path(cwd) / "bridge.yaml"
+                exp.write_text("title: t\ndescription: d\nmethod:\n" + "".join(
+                    f"  - type: probe\n    name: p{i}\n    provider:\n      type: python\n"
+                    f"      module: chaosflow_bridge_demo\n      func: count\n"
+                    for i in range(calls)))
+                results = {tool: [] for tool in tools}
+                for _ in range(max(3, runs // 2)):
+                    for tool, argv in tools.items():
+                        results[tool].append(measure([*argv, str(exp)], benv, cwd))
+                report(f"{calls} bridged calls", results)
+                walls[calls] = {tool: statistics.median(w for w, _, _ in runs_)
+                                for tool, runs_ in results.items()}
+        for tool in tools:
+            per_call = (walls[200][tool] - walls[20][tool]) / 180 * 1000
+            print(f"  {'one more bridged call':<28} {tool:<10} {per_call:>9.2f} ms")
     finally:
         moto.terminate()
         web.terminate()

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{Value, json};
@@ -554,7 +555,10 @@ async fn run(args: RunArgs, settings: &Settings) -> u8 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    let (code, outcome) = match execute(&args, settings, &stream.emitter).await {
+    let executed = execute(&args, settings, &stream.emitter).await;
+    // The run is over (the journal is written): its Python, if it had one, ends now.
+    crate::extensions::bridge::close_all(Duration::from_secs(2)).await;
+    let (code, outcome) = match executed {
         Ok(ended) => {
             let code = stream.end(
                 Phase::Run,

@@ -370,6 +370,47 @@ fn outputs_chaos_cannot_write_become_the_closest_json() {
     );
 }
 
+/// The activities of a run share one Python, as in `chaos`: a module keeps its state from one
+/// activity to the next, a background activity meets a later one, and the method's activities
+/// run on the main thread.
+#[test]
+fn activities_share_one_python_as_in_chaos() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut waiter = demo("wait-for-gate", "wait_for_gate", json!({"seconds": 10}));
+    waiter["background"] = json!(true);
+    let source = write(
+        dir.path(),
+        "shared.json",
+        &json!({"title": "t", "description": "d", "method": [
+            demo("count-1", "counter", json!({})),
+            demo("count-2", "counter", json!({})),
+            waiter,
+            demo("open-gate", "open_gate", json!({})),
+            demo("count-3", "counter", json!({})),
+            demo("main-thread", "on_main_thread", json!({})),
+        ]}),
+    );
+    let (chaos, flow) = both(&["run", "--no-validation", &source]);
+    assert_same(&chaos, &flow);
+    let j = flow.journal();
+    let output = |name: &str| {
+        let items = j["run"].as_array().unwrap();
+        let item = items.iter().find(|i| i["activity"]["name"] == name);
+        item.unwrap_or_else(|| panic!("no run item {name}"))["output"].clone()
+    };
+    assert_eq!(output("count-1"), 1);
+    assert_eq!(output("count-3"), 3);
+    assert_eq!(
+        output("wait-for-gate"),
+        true,
+        "the gate opened while it waited"
+    );
+    assert_eq!(output("main-thread"), true);
+    // Not 10 s: the background activity returned as soon as the gate opened.
+    let duration = j["duration"].as_f64().unwrap();
+    assert!(duration < 5.0, "{duration} s");
+}
+
 #[test]
 fn prints_stay_off_the_event_stream() {
     let dir = tempfile::tempdir().unwrap();
@@ -394,6 +435,38 @@ fn prints_stay_off_the_event_stream() {
     );
 }
 
+/// The bridge ends with the run and is reaped by chaosflow: no Python outlives it, not even one
+/// a function left a thread running in (`chaos` would wait for that thread before exiting).
+#[test]
+fn the_bridge_ends_with_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let source = write(
+        dir.path(),
+        "thread.json",
+        &json!({"title": "t", "description": "d", "method": [demo(
+            "leave-a-thread", "leave_a_thread", json!({"pid_file": pid_file, "seconds": 60}))]}),
+    );
+    let started = Instant::now();
+    let flow = with_demo(Run::chaosflow()).args(["run", &source]).run();
+    assert_eq!(flow.code, 0, "{}", flow.stderr);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the run waited for the thread: {:?}",
+        started.elapsed()
+    );
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert_eq!(
+        flow.journal()["run"][0]["output"],
+        json!(pid.parse::<u64>().unwrap())
+    );
+    // Reaped: not even a zombie is left.
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "python (pid {pid}) outlived the run"
+    );
+}
+
 #[test]
 fn an_interrupted_run_kills_the_python_function() {
     let dir = tempfile::tempdir().unwrap();
@@ -402,9 +475,11 @@ fn an_interrupted_run_kills_the_python_function() {
         dir.path(),
         "sleep.json",
         &json!({"title": "t", "description": "d", "method": [demo(
-            "sleeper", "sleeper", json!({"pid_file": pid_file, "seconds": 60}))]}),
+            "sleeper", "sleeper", json!({"pid_file": pid_file, "seconds": 60}))],
+            "rollbacks": [demo("greet", "greet", json!({"who": "again"}))]}),
     );
-    let run = with_demo(Run::chaosflow()).args(["run", &source]);
+    // The interrupted call killed the bridge; the rollback's call starts another.
+    let run = with_demo(Run::chaosflow()).args(["run", "--rollback-strategy", "always", &source]);
     let mut child = run
         .command(dir.path())
         .stdout(std::process::Stdio::null())
@@ -451,6 +526,8 @@ fn an_interrupted_run_kills_the_python_function() {
         journal["run"][0].get("status").is_none(),
         "as chaos leaves it"
     );
+    assert_eq!(journal["rollbacks"][0]["status"], "succeeded", "{journal}");
+    assert_eq!(journal["rollbacks"][0]["output"], "hello again");
 }
 
 /// A dynamic configuration entry computed by a Python probe holds the function's return value,

@@ -1,16 +1,24 @@
-"""chaosflow's Python bridge: calls one function of a Chaos Toolkit extension the way
-chaoslib's run_python_activity (chaostoolkit-lib 1.44.0) does, for src/extensions/bridge.rs.
+"""chaosflow's Python bridge: calls functions of Chaos Toolkit extensions the way chaoslib's
+run_python_activity (chaostoolkit-lib 1.44.0) does, for src/extensions/bridge.rs. One bridge
+serves a whole run, as one `chaos` process does: modules are imported once and keep their
+state from one activity to the next.
 
-Request, one JSON object on stdin:
-    {"activity", "module", "func", "arguments", "configuration", "secrets"}
+Requests, JSON lines on stdin:
+    {"id", "activity", "module", "func", "arguments", "configuration", "secrets"}
     (`secrets` is null when the provider declares none: the function then never gets them).
 Replies, JSON lines on the original stdout, which nothing else writes to:
     {"log": <levelno>, "message": "..."}  a record of the `chaostoolkit` logger, as it happens;
-then exactly one of
+and for each request exactly one of (with its "id")
     {"result": <output>}                   the function returned;
     {"error": "<Type>: <message>"}         it raised (chaoslib's ActivityFailed text);
     {"import_error": "<Type>: <message>"}  the module cannot be imported;
     {"no_function": true}                  the module has no such attribute.
+The end of stdin (chaosflow is done, or gone) ends the bridge at once.
+
+A call runs on the main thread, as `chaos` runs the method's activities (some libraries only
+work there: signal handlers, asyncio's default loop); calls that come while it is busy
+(background activities, the hypothesis checked during the method) run on threads of their
+own, as `chaos` runs those on its thread pools.
 """
 
 import importlib
@@ -19,6 +27,7 @@ import json
 import logging
 import math
 import os
+import queue
 import signal
 import sys
 import threading
@@ -69,10 +78,7 @@ def failure(x):
     return traceback.format_exception_only(type(x), x)[0].strip()
 
 
-odd_types = set()
-
-
-def encode(o):
+def encode(o, odd_types):
     """chaostoolkit's journal encoder, then a fallback for what it lacks (`chaos` crashes
     writing such a journal; chaosflow writes the closest JSON and says so)."""
     # An instance of these types means their module is loaded: importing them up front would
@@ -95,22 +101,25 @@ def encode(o):
     return str(o)
 
 
-def plain(o):
-    """The output as json.dump(default=encoder) writes it, as plain JSON values."""
+def plain(o, odd_types):
+    """The output as json.dump(default=encoder) writes it, as plain JSON values; the types
+    JSON lacks are added to `odd_types`."""
     if isinstance(o, dict):
         # json.dump itself turns str/int/float/bool/None keys into strings.
         return {
-            k if k is None or isinstance(k, (str, int, float)) else str(plain(k)): plain(v)
+            k
+            if k is None or isinstance(k, (str, int, float))
+            else str(plain(k, odd_types)): plain(v, odd_types)
             for k, v in o.items()
         }
     if isinstance(o, (list, tuple)):
-        return [plain(v) for v in o]
+        return [plain(v, odd_types) for v in o]
     if isinstance(o, float) and not math.isfinite(o):
         odd_types.add("float " + repr(o))  # `chaos` writes NaN/Infinity, which is not JSON
         return None
     if o is None or isinstance(o, (str, int, float)):
         return o
-    return plain(encode(o))
+    return plain(encode(o, odd_types), odd_types)
 
 
 def call(request):
@@ -138,7 +147,8 @@ def call(request):
     except Exception as x:
         logger.debug("Activity failed", exc_info=True)
         return {"error": failure(x)}
-    output = plain(output)
+    odd_types = set()
+    output = plain(output, odd_types)
     if odd_types:
         logger.warning(
             "Activity '%s' returned %s, which chaos cannot write to its journal; "
@@ -149,9 +159,34 @@ def call(request):
     return {"result": output}
 
 
-reply(call(json.loads(sys.stdin.buffer.read())))
-sys.stderr.flush()
-sys.__stdout__.flush()
-# Threads the function left running would keep Python alive; in `chaos` they simply run on
-# inside its process while the experiment goes on, so the bridge does not wait for them.
-os._exit(0)
+def serve(request):
+    try:
+        answer = call(request)
+    except BaseException as x:  # SystemExit and the like: the activity fails, the bridge stays
+        answer = {"error": failure(x)}
+    answer["id"] = request["id"]
+    sys.stderr.flush()
+    reply(answer)
+
+
+main_calls = queue.Queue()
+main_busy = threading.Lock()  # held from a call's hand-over to the main thread to its reply
+
+
+def read_requests():
+    for line in sys.stdin.buffer:
+        request = json.loads(line)
+        if main_busy.acquire(blocking=False):
+            main_calls.put(request)
+        else:
+            threading.Thread(target=serve, args=(request,), daemon=True).start()
+    # chaosflow is done (or gone). Threads a function left running end here; in `chaos` they
+    # end when its process does.
+    sys.stderr.flush()
+    os._exit(0)
+
+
+threading.Thread(target=read_requests, daemon=True).start()
+while True:
+    serve(main_calls.get())
+    main_busy.release()

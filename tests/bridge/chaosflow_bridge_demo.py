@@ -11,6 +11,7 @@ import decimal
 import logging
 import os
 import sys
+import threading
 import time
 import uuid
 
@@ -116,3 +117,39 @@ def sleeper(pid_file, seconds):
         f.write(str(os.getpid()))
     time.sleep(seconds)
     return "woke up"
+
+
+# State kept in the module from one activity to the next, and activities that meet while they
+# run: both need the activities of a run to share one Python, as they do in `chaos`.
+calls = 0
+gate = threading.Event()
+
+
+def counter():
+    global calls
+    calls += 1
+    return calls
+
+
+def wait_for_gate(seconds):
+    # A background activity: True once a later activity has opened the gate.
+    return gate.wait(seconds)
+
+
+def open_gate():
+    gate.set()
+    return "opened"
+
+
+def on_main_thread():
+    # `chaos` runs the method's activities on its main thread.
+    return threading.current_thread() is threading.main_thread()
+
+
+def leave_a_thread(pid_file, seconds):
+    # A function that returns while a (non-daemon) thread it started goes on: `chaos` waits
+    # for such a thread before it exits; chaosflow's bridge ends with the run.
+    with open(pid_file, "w") as f:
+        f.write(str(os.getpid()))
+    threading.Thread(target=time.sleep, args=(seconds,)).start()
+    return os.getpid()
