@@ -216,6 +216,9 @@ GOOD = [
     ("spec.keep_resources_on_delete", True, "upstream's snake_case keep_resources_on_delete"),
     ("spec.verbose", None, "an explicit null (nullable)"),
     ("spec.somethingNew", {"x": 1}, "an unknown spec field (spec preserves unknown fields)"),
+    ("spec", REMOVE, "no spec at all (upstream's basic-env-vars example)"),
+    ("spec.schedule", {"kind": "cronjob", "value": ""}, "an empty schedule.value (upstream: every minute)"),
+    ("spec.pod.configMapName", "my-env", "pod.configMapName, where upstream's documentation put it"),
 ]
 
 

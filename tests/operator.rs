@@ -486,6 +486,216 @@ fn an_experiment_runs_reports_its_verdict_and_is_cleaned_up() {
         metrics.contains("chaosflow_operator_runs_total{verdict=\"deviated\"} 1"),
         "{metrics}"
     );
+    assert_granted_by_deployed_rbac(&server);
+}
+
+/// What `deploy/base/rbac.yaml` grants the operator's ServiceAccount: each rule, with the
+/// namespace its binding is limited to (`None`: a ClusterRoleBinding, everywhere).
+fn deployed_grants() -> Vec<(Value, Option<String>)> {
+    let documents = yaml_documents(&support::repo().join("deploy/base/rbac.yaml"));
+    let is_operator = |subject: &Value| {
+        subject["kind"] == "ServiceAccount"
+            && subject["name"] == "chaosflow-operator"
+            && subject["namespace"] == "chaostoolkit-crd"
+    };
+    let mut grants = Vec::new();
+    for binding in &documents {
+        let scope = match binding["kind"].as_str() {
+            Some("ClusterRoleBinding") => None,
+            Some("RoleBinding") => Some(
+                binding["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap()
+                    .to_string(),
+            ),
+            _ => continue,
+        };
+        if !binding["subjects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(is_operator)
+        {
+            continue;
+        }
+        let role_ref = &binding["roleRef"];
+        let role = documents
+            .iter()
+            .find(|d| {
+                d["kind"] == role_ref["kind"]
+                    && d["metadata"]["name"] == role_ref["name"]
+                    && (d["kind"] == "ClusterRole"
+                        || d["metadata"]["namespace"].as_str() == scope.as_deref())
+            })
+            .unwrap_or_else(|| panic!("rbac.yaml binds a missing role: {role_ref}"));
+        for rule in role["rules"].as_array().unwrap() {
+            grants.push((rule.clone(), scope.clone()));
+        }
+    }
+    grants
+}
+
+/// Every request the operator made of the fake server (which authorizes nothing) is one the
+/// deployed RBAC allows: a call added to the operator without its permission fails here, not
+/// in a user's cluster.
+fn assert_granted_by_deployed_rbac(server: &FakeApiServer) {
+    let grants = deployed_grants();
+    let has = |list: &Value, item: &str| {
+        list.as_array()
+            .is_some_and(|l| l.iter().any(|v| v == item || v == "*"))
+    };
+    let allowed = |access: &fake_apiserver::Access, verb: &str| {
+        grants.iter().any(|(rule, scope)| {
+            (scope.is_none() || scope == &access.namespace)
+                && has(&rule["apiGroups"], &access.group)
+                && has(&rule["resources"], &access.resource)
+                && has(&rule["verbs"], verb)
+                // Rules limited to names grant only requests for one object.
+                && (rule.get("resourceNames").is_none() || matches!(verb, "get" | "patch" | "update" | "delete"))
+        })
+    };
+    let stats = server.stats();
+    assert!(!stats.accesses.is_empty());
+    let refused: Vec<_> = stats
+        .accesses
+        .iter()
+        .filter(|a| !allowed(a, &a.verb) || (a.apply && !allowed(a, "create")))
+        .collect();
+    assert!(
+        refused.is_empty(),
+        "deploy/base/rbac.yaml does not grant these requests of the operator: {refused:#?}"
+    );
+}
+
+/// Resources stored under upstream's CRD, which validated nothing: one without a spec runs with
+/// the defaults (as upstream's `basic-env-vars` example), one whose spec does not fit is named
+/// on its own status, and neither stops the others.
+#[test]
+fn resources_stored_without_a_schema_are_run_or_named_one_by_one() {
+    let server = server_with_crd();
+    // The fake validates nothing, as a cluster with upstream's CRD did not.
+    server
+        .apply(json!({"apiVersion": CTK, "kind": KIND,
+            "metadata": {"name": "bare", "namespace": "chaostoolkit-crd"}}))
+        .unwrap();
+    server
+        .apply(json!({"apiVersion": CTK, "kind": KIND,
+            "metadata": {"name": "typo", "namespace": "chaostoolkit-crd"},
+            "spec": {"verbose": "yes"}}))
+        .unwrap();
+    server.apply(example_experiment()).unwrap();
+    let operator = Operator::start(&server, &["--namespace", "chaostoolkit-crd"]);
+    wait_for("readiness", &operator, || {
+        (operator.get("/readyz").0 == 200).then_some(())
+    });
+    for name in ["bare", "hello-world"] {
+        let sfx = suffix(&server, name);
+        wait_for("its runner pod", &operator, || {
+            server.get(
+                "v1",
+                "Pod",
+                "chaostoolkit-run",
+                &format!("chaostoolkit-{sfx}"),
+            )
+        });
+    }
+    let typo = wait_for("the typo named", &operator, || {
+        let s = status(&server, "typo");
+        (s["phase"] == "Failed").then_some(s)
+    });
+    let message = typo["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("spec.verbose: invalid type: string \"yes\", expected a boolean"),
+        "{message}"
+    );
+    assert!(typo.get("verdict").is_none_or(Value::is_null), "{typo}");
+    wait_for("the InvalidSpec event", &operator, || {
+        event_reasons(&server, "typo")
+            .contains(&"InvalidSpec".to_string())
+            .then_some(())
+    });
+    assert_eq!(server.list("v1", "Pod", Some("chaostoolkit-run")).len(), 2);
+}
+
+/// An edit that moves the run namespace of a scheduled experiment moves its CronJob; one that
+/// removes the schedule stops it, without running the experiment there and then (the rerun
+/// annotation does); deletion finds what the experiment left in every namespace.
+#[test]
+fn an_edited_schedule_moves_or_stops_its_cron_job() {
+    let server = server_with_crd();
+    let operator = Operator::start(&server, &["--namespace", "chaostoolkit-crd"]);
+    let mut scheduled = example("scheduled.yaml");
+    let name = scheduled["metadata"]["name"].as_str().unwrap().to_string();
+    server.apply(scheduled.clone()).unwrap();
+    let sfx = suffix(&server, &name);
+    let runner = format!("chaostoolkit-{sfx}");
+    let cron_in = |namespace: &str| server.get("batch/v1", "CronJob", namespace, &runner);
+    wait_for("the CronJob", &operator, || cron_in("chaostoolkit-run"));
+    wait_for("phase Pending", &operator, || {
+        (status(&server, &name)["phase"] == "Pending").then_some(())
+    });
+
+    scheduled["spec"]["namespace"] = json!("chaos-elsewhere");
+    server.apply(scheduled.clone()).unwrap();
+    wait_for("the CronJob in the new namespace", &operator, || {
+        cron_in("chaos-elsewhere")
+    });
+    wait_for("the old CronJob to go", &operator, || {
+        cron_in("chaostoolkit-run").is_none().then_some(())
+    });
+
+    // As `kubectl apply` of the file without it (the fake's apply is a merge: null removes).
+    scheduled["spec"]["schedule"] = Value::Null;
+    server.apply(scheduled.clone()).unwrap();
+    let stopped = wait_for("the schedule to stop", &operator, || {
+        let s = status(&server, &name);
+        (cron_in("chaos-elsewhere").is_none()
+            && s["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("No schedule")))
+        .then_some(s)
+    });
+    assert_eq!(stopped["phase"], "Pending", "{stopped}");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        server.list("v1", "Pod", None).is_empty(),
+        "removing a schedule runs nothing"
+    );
+
+    scheduled["metadata"]["annotations"] = json!({"chaostoolkit.org/rerun": "now"});
+    server.apply(scheduled).unwrap();
+    let pod = wait_for("the run asked for", &operator, || {
+        let s = status(&server, &name);
+        let pod = s["podName"].as_str()?.to_string();
+        server.get("v1", "Pod", "chaos-elsewhere", &pod)
+    });
+    assert_eq!(
+        pod["metadata"]["labels"]["chaostoolkit.org/experiment"],
+        name.as_str()
+    );
+
+    server.delete(CTK, KIND, "chaostoolkit-crd", &name).unwrap();
+    wait_for("the experiment to go", &operator, || {
+        server
+            .get(CTK, KIND, "chaostoolkit-crd", &name)
+            .is_none()
+            .then_some(())
+    });
+    for namespace in ["chaostoolkit-run", "chaos-elsewhere"] {
+        assert!(server.list("v1", "Pod", Some(namespace)).is_empty());
+        assert!(
+            server
+                .get("v1", "ServiceAccount", namespace, &runner)
+                .is_none(),
+            "the runner's ServiceAccount in {namespace}"
+        );
+        assert!(
+            server
+                .list("batch/v1", "CronJob", Some(namespace))
+                .is_empty()
+        );
+    }
+    assert_granted_by_deployed_rbac(&server);
 }
 
 /// A schedule becomes a CronJob; each job's pod that ends is recorded in `lastRuns`.
@@ -694,17 +904,22 @@ fn the_operator_stops_gracefully_on_sigterm() {
     );
     for (server, when) in [(&idle, "idle"), (&slow, "listing")] {
         let operator = Operator::start(server, &[]);
-        wait_for("readiness", &operator, || {
-            (operator.get("/readyz").0 == 200).then_some(())
+        wait_for("liveness", &operator, || {
+            (operator.get("/healthz").0 == 200).then_some(())
         });
-        assert_eq!(operator.get("/healthz").0, 200);
         if when == "listing" {
-            // The watches' first lists are answered 1.5 s late: the signal comes before.
+            // The watches' first lists are answered 1.5 s late: the signal comes before, and
+            // the operator is not ready until they are in.
             assert_eq!(
                 slow.stats()
                     .count("chaosexperiments.chaostoolkit.org", "list"),
                 0
             );
+            assert_eq!(operator.get("/readyz").0, 503);
+        } else {
+            wait_for("readiness", &operator, || {
+                (operator.get("/readyz").0 == 200).then_some(())
+            });
         }
         stop_within(operator, Duration::from_secs(5), when);
     }

@@ -118,17 +118,17 @@ resource "kubernetes_cluster_role_v1" "operator" {
   rule {
     api_groups = [""]
     resources  = ["namespaces"]
-    verbs      = ["get", "create", "patch"]
+    verbs      = ["get", "create"]
   }
   rule {
     api_groups = [""]
     resources  = ["serviceaccounts"]
-    verbs      = ["get", "create", "patch", "delete"]
+    verbs      = ["list", "create", "patch", "delete"]
   }
   rule {
     api_groups = ["rbac.authorization.k8s.io"]
     resources  = ["roles", "rolebindings"]
-    verbs      = ["get", "list", "create", "patch", "delete"]
+    verbs      = ["list", "create", "patch", "delete"]
   }
   rule {
     api_groups = [""]
@@ -138,12 +138,12 @@ resource "kubernetes_cluster_role_v1" "operator" {
   rule {
     api_groups = ["batch"]
     resources  = ["cronjobs"]
-    verbs      = ["get", "list", "watch", "create", "patch", "delete"]
+    verbs      = ["list", "create", "patch", "delete"]
   }
   rule {
     api_groups = ["batch"]
     resources  = ["jobs"]
-    verbs      = ["get", "list", "watch", "delete"]
+    verbs      = ["list", "delete"]
   }
   rule {
     api_groups = ["events.k8s.io"]

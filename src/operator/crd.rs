@@ -10,10 +10,23 @@
 //!
 //! The status subresource carries what upstream never wrote: phase, verdict, times, the runner
 //! pod, a summary of the journal, and for schedules the last runs; printer columns show them.
+//!
+//! The operator reads resources as [`ChaosToolkitExperiment`], not as kube-derive's root type
+//! ([`ChaosToolkitExperimentSchema`], which only gives the CRD): resources stored under
+//! upstream's CRD, which validated nothing, may have no `spec` or one that does not fit the
+//! types, and one such resource must not fail the list of every experiment. Its spec reads as
+//! the defaults (upstream's reading of a missing spec) or, when it does not fit, is reported on
+//! that resource alone.
 
-use kube::CustomResource;
+use std::borrow::Cow;
+
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::NamespaceResourceScope;
+use kube::{CustomResource, Resource};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
 /// What a `ChaosToolkitExperiment` asks for. All fields are optional, with upstream's defaults.
 #[derive(CustomResource, Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -21,6 +34,7 @@ use serde::{Deserialize, Serialize};
     group = "chaostoolkit.org",
     version = "v1",
     kind = "ChaosToolkitExperiment",
+    root = "ChaosToolkitExperimentSchema",
     plural = "chaosexperiments",
     singular = "chaosexperiment",
     shortname = "ctk",
@@ -118,6 +132,10 @@ pub struct PodOptions {
     /// A whole Pod manifest, as a YAML string; the other pod options are then ignored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
+    /// The env ConfigMap, where upstream's documentation put it (upstream's operator read only
+    /// `env.configMapName`, which wins when both are set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_name: Option<String>,
 }
 
 /// `spec.pod.env`, in either of its forms (its schema accepts any value: structural schemas
@@ -189,10 +207,10 @@ pub struct Schedule {
     /// `cronjob` (any case), the only kind.
     #[schemars(regex(pattern = r"^[Cc][Rr][Oo][Nn][Jj][Oo][Bb]$"))]
     pub kind: String,
-    /// A cron schedule, as a CronJob takes it [`* * * * *`].
+    /// A cron schedule, as a CronJob takes it [`* * * * *`, also when empty].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(
-        pattern = r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$"
+        pattern = r"^(\s*|@(yearly|annually|monthly|weekly|daily|midnight|hourly)|\S+(\s+\S+){4})$"
     ))]
     pub value: Option<String>,
 }
@@ -298,13 +316,158 @@ fn free_form(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({ "x-kubernetes-preserve-unknown-fields": true })
 }
 
+/// A `ChaosToolkitExperiment` as the operator reads it (see the module header): the resource,
+/// with `invalid_spec` set instead of failing when its stored spec does not fit the types.
+#[derive(Debug, Clone)]
+pub struct ChaosToolkitExperiment {
+    /// The resource's metadata.
+    pub metadata: ObjectMeta,
+    /// Its spec; the defaults when it has none, or when it is invalid.
+    pub spec: ChaosToolkitExperimentSpec,
+    /// Its status, as the operator wrote it (an unreadable one counts as none).
+    pub status: Option<ChaosToolkitExperimentStatus>,
+    /// Why the stored spec cannot be read (`spec.verbose: invalid type...`); the reconcile
+    /// reports it on the resource and runs nothing.
+    pub invalid_spec: Option<String>,
+}
+
+impl ChaosToolkitExperiment {
+    /// A resource named `name` with `spec` (tests, examples).
+    pub fn new(name: &str, spec: ChaosToolkitExperimentSpec) -> Self {
+        Self {
+            metadata: ObjectMeta {
+                name: Some(name.into()),
+                ..ObjectMeta::default()
+            },
+            spec,
+            status: None,
+            invalid_spec: None,
+        }
+    }
+
+    /// The CRD, as `chaosflow crd` prints it: kube-derive's, with `spec` optional and defaulted
+    /// to `{}` (upstream's CRD required none, and an API server fills the default in when it
+    /// reads a resource stored without one, so clients always see a spec).
+    pub fn crd() -> CustomResourceDefinition {
+        use kube::CustomResourceExt;
+        let mut crd = ChaosToolkitExperimentSchema::crd();
+        for version in &mut crd.spec.versions {
+            let Some(schema) = version
+                .schema
+                .as_mut()
+                .and_then(|s| s.open_api_v3_schema.as_mut())
+            else {
+                continue;
+            };
+            schema.title = Some(ChaosToolkitExperimentSchema::kind(&()).into_owned());
+            if let Some(required) = schema.required.as_mut() {
+                required.retain(|field| field != "spec");
+            }
+            if schema.required.as_ref().is_some_and(Vec::is_empty) {
+                schema.required = None;
+            }
+            if let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+                spec.default = Some(
+                    k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::JSON(
+                        serde_json::json!({}),
+                    ),
+                );
+            }
+        }
+        crd
+    }
+}
+
+impl Resource for ChaosToolkitExperiment {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        ChaosToolkitExperimentSchema::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        ChaosToolkitExperimentSchema::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        ChaosToolkitExperimentSchema::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        ChaosToolkitExperimentSchema::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<'de> Deserialize<'de> for ChaosToolkitExperiment {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            #[serde(default)]
+            metadata: ObjectMeta,
+            #[serde(default)]
+            spec: Value,
+            #[serde(default)]
+            status: Value,
+        }
+        let stored = Stored::deserialize(deserializer)?;
+        let (spec, invalid_spec) = match stored.spec {
+            Value::Null => (ChaosToolkitExperimentSpec::default(), None),
+            spec => match serde_path_to_error::deserialize(spec) {
+                Ok(spec) => (spec, None),
+                Err(e) => {
+                    let place = match e.path().to_string() {
+                        p if p == "." => "spec".to_string(),
+                        p => format!("spec.{p}"),
+                    };
+                    let problem = format!(
+                        "{place}: {}. Fix the resource (`kubectl edit`); the CRD's schema \
+                         (deploy/base/crd.yaml) says what each field takes.",
+                        e.inner()
+                    );
+                    (ChaosToolkitExperimentSpec::default(), Some(problem))
+                }
+            },
+        };
+        Ok(Self {
+            metadata: stored.metadata,
+            spec,
+            // The operator's own record; anything else in its place is overwritten.
+            status: serde_json::from_value(stored.status).ok().flatten(),
+            invalid_spec,
+        })
+    }
+}
+
+impl Serialize for ChaosToolkitExperiment {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut object = serializer.serialize_struct("ChaosToolkitExperiment", 5)?;
+        object.serialize_field("apiVersion", &Self::api_version(&()))?;
+        object.serialize_field("kind", &Self::kind(&()))?;
+        object.serialize_field("metadata", &self.metadata)?;
+        object.serialize_field("spec", &self.spec)?;
+        if let Some(status) = &self.status {
+            object.serialize_field("status", status)?;
+        }
+        object.end()
+    }
+}
+
 /// The CRD as YAML, as `chaosflow crd` prints it and `deploy/base/crd.yaml` holds it.
 ///
 /// # Panics
 ///
 /// Never: the CRD is plain data.
 pub fn crd_yaml() -> String {
-    use kube::CustomResourceExt;
     serde_saphyr::to_string(&ChaosToolkitExperiment::crd()).expect("the CRD serializes")
 }
 
@@ -399,9 +562,36 @@ mod tests {
         assert_eq!(demo.cluster_role_bind_namespaces.unwrap(), ["sock-shop"]);
     }
 
+    /// Resources stored under upstream's CRD, which validated nothing, are read one by one: no
+    /// spec means the defaults, a spec that does not fit is named on that resource alone.
+    #[test]
+    fn stored_resources_without_or_with_a_bad_spec_are_read() {
+        let read = |object: serde_json::Value| -> ChaosToolkitExperiment {
+            serde_json::from_value(object).unwrap()
+        };
+        let bare = read(serde_json::json!({"apiVersion": "chaostoolkit.org/v1",
+            "kind": "ChaosToolkitExperiment", "metadata": {"name": "basic-env-vars"}}));
+        assert_eq!(bare.spec, ChaosToolkitExperimentSpec::default());
+        assert!(bare.invalid_spec.is_none());
+        let bad = read(serde_json::json!({"metadata": {"name": "b"},
+            "spec": {"pod": {"settings": {"enabled": "yes"}}}, "status": {"phase": "Exploded"}}));
+        let problem = bad.invalid_spec.unwrap();
+        assert!(
+            problem.starts_with(
+                "spec.pod.settings.enabled: invalid type: string \"yes\", expected a boolean"
+            ),
+            "{problem}"
+        );
+        assert!(bad.status.is_none(), "not the operator's status");
+        // Written back as the API expects it.
+        let written = serde_json::to_value(&bare).unwrap();
+        assert_eq!(written["apiVersion"], "chaostoolkit.org/v1");
+        assert_eq!(written["kind"], "ChaosToolkitExperiment");
+        assert_eq!(written["spec"], serde_json::json!({}));
+    }
+
     #[test]
     fn the_crd_has_the_upstream_names_a_status_and_columns() {
-        use kube::CustomResourceExt;
         let crd = ChaosToolkitExperiment::crd();
         assert_eq!(
             crd.metadata.name.as_deref(),
@@ -424,6 +614,14 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(columns, ["Phase", "Verdict", "Last run", "Age"]);
+        // No spec is a valid resource (upstream's `basic-env-vars` example has none): the API
+        // server fills in `{}`.
+        let schema = version.schema.as_ref().unwrap();
+        let schema = schema.open_api_v3_schema.as_ref().unwrap();
+        assert!(schema.required.is_none(), "{:?}", schema.required);
+        let spec = &schema.properties.as_ref().unwrap()["spec"];
+        assert_eq!(spec.default.as_ref().unwrap().0, serde_json::json!({}));
+        assert_eq!(schema.title.as_deref(), Some("ChaosToolkitExperiment"));
         let yaml = crd_yaml();
         assert!(
             yaml.contains("x-kubernetes-preserve-unknown-fields: true"),

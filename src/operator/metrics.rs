@@ -1,6 +1,6 @@
 //! The operator's counters and its HTTP endpoint: `GET /metrics` (Prometheus text format),
 //! `GET /healthz` (the process answers) and `GET /readyz` (the CRD was found and the
-//! controller runs).
+//! experiments are listed: a watch the API refuses keeps the operator unready).
 //!
 //! A handful of counters does not need a metrics library (nor the endpoint a server framework,
 //! see [`crate::endpoint`]): both would cost more memory and build time than the operator.
@@ -120,7 +120,7 @@ pub fn serve(addr: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<SocketA
             "/readyz" if metrics.ready.load(Ordering::Acquire) => text("200 OK", "ready\n"),
             "/readyz" => text(
                 "503 Service Unavailable",
-                "not ready: the controller has not started\n",
+                "not ready: the experiments are not listed yet\n",
             ),
             _ => Reply::not_found(),
         }

@@ -25,7 +25,7 @@ use std::sync::atomic::Ordering;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Config as ControllerConfig, Controller, Error as ControllerError};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -128,7 +128,6 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
             |ns| format!("namespace {ns}")
         )
     );
-    metrics.ready.store(true, Ordering::Release);
     // The experiments' cache, as Controller::new would keep it but without what no reconcile
     // reads (crd::slim).
     let (experiment_cache, experiment_writer) = reflector::store();
@@ -150,10 +149,29 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
         })
         .run(reconcile::reconcile, reconcile::error_policy, context)
         .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!("controller: {e}");
+            match result {
+                // Logged by the error policy, with the experiment.
+                Err(ControllerError::ReconcilerFailed(..)) => {}
+                // A watch that fails (RBAC, an unreachable API) stops every reconcile: loud.
+                Err(e) => {
+                    tracing::warn!("Watching experiments and runner pods failed (retrying): {e}")
+                }
+                Ok(_) => {}
             }
         });
+    // Ready once the experiments are listed: a watch the API refuses keeps the pod unready,
+    // where `kubectl get pods` shows it.
+    let ready = {
+        let cache = experiment_cache.clone();
+        let metrics = metrics.clone();
+        async move {
+            if cache.wait_until_ready().await.is_ok() {
+                metrics.ready.store(true, Ordering::Release);
+                tracing::info!("Experiments listed: ready.");
+            }
+        }
+    };
+    let controller = futures::future::join(controller, ready).map(|_| ());
     let mut controller = std::pin::pin!(controller);
     let signal = tokio::select! {
         () = &mut controller => {

@@ -221,6 +221,9 @@ pub fn error_policy(ctk: Arc<ChaosToolkitExperiment>, error: &Error, ctx: Arc<Co
 async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
     let names = Names::of(ctk);
     let before = ctx.status_before(ctk);
+    if let Some(problem) = &ctk.invalid_spec {
+        return invalid(ctk, ctx, &before, problem.clone()).await;
+    }
     if let Some(schedule) = &ctk.spec.schedule
         && !schedule.kind.eq_ignore_ascii_case("cronjob")
     {
@@ -234,12 +237,32 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
     if ctk.spec.schedule.is_some() {
         return apply_scheduled(ctk, ctx, &names, before).await;
     }
+    if edited(ctk, &before) {
+        // The schedule was removed (or the run namespace moved): its CronJob must not go on.
+        retire_cron_jobs(ctk, ctx, None).await?;
+    }
 
     let finished = matches!(before.phase, Some(Phase::Succeeded | Phase::Failed));
+    // Scheduled until an edit removed the schedule, before any run: removing a schedule means
+    // "stop", not "run now".
+    let unscheduled = before.phase == Some(Phase::Pending) && before.pod_name.is_none();
     let rerun = ctk.annotations().get(RERUN_ANNOTATION).cloned();
     let mut status = before.clone();
-    if finished {
+    if finished || unscheduled {
         let Some(token) = rerun.filter(|t| before.rerun.as_ref() != Some(t)) else {
+            if unscheduled {
+                let message = format!(
+                    "No schedule any more: not run. Set the annotation {RERUN_ANNOTATION} to run it once."
+                );
+                if before.message.as_ref() != Some(&message) {
+                    let status = ChaosToolkitExperimentStatus {
+                        message: Some(message),
+                        observed_generation: ctk.meta().generation,
+                        ..before.clone()
+                    };
+                    save_status(ctk, ctx, &status).await?;
+                }
+            }
             // Done; spec changes do not rerun it (see the module header).
             return Ok(Action::await_change());
         };
@@ -342,6 +365,10 @@ async fn apply_scheduled(
     before: ChaosToolkitExperimentStatus,
 ) -> Result<Action> {
     ensure_run_objects(ctk, ctx, names, &before).await?;
+    if edited(ctk, &before) {
+        // A moved run namespace leaves a CronJob behind, which would go on running chaos.
+        retire_cron_jobs(ctk, ctx, Some((&names.namespace, &names.runner))).await?;
+    }
     let cron = match resources::cron_job(ctk, names, &ctx.defaults) {
         Ok(cron) => cron,
         Err(e) => return invalid(ctk, ctx, &before, e.to_string()).await,
@@ -705,15 +732,45 @@ async fn ensure_run_objects(
         }
     }
     // The first run has nothing stale to revoke; skipping it saves two LISTs per experiment.
-    let edited = before
-        .observed_generation
-        .is_some_and(|seen| Some(seen) != ctk.meta().generation);
-    if edited {
+    if edited(ctk, before) {
         let keep: Vec<&str> = std::iter::once(&names.namespace)
             .chain(&names.extra_namespaces)
             .map(String::as_str)
             .collect();
         revoke_grants(ctk, ctx, &keep).await?;
+    }
+    Ok(())
+}
+
+/// Whether the spec changed since the status was last written (never on the first reconcile,
+/// which has nothing stale to clear up).
+fn edited(ctk: &ChaosToolkitExperiment, before: &ChaosToolkitExperimentStatus) -> bool {
+    before
+        .observed_generation
+        .is_some_and(|seen| Some(seen) != ctk.meta().generation)
+}
+
+/// Deletes the experiment's CronJobs (found by its uid label, in every namespace) but `keep`
+/// (namespace, name). Their Jobs are orphaned rather than deleted: a run in progress finishes;
+/// they go with the experiment.
+async fn retire_cron_jobs(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    keep: Option<(&str, &str)>,
+) -> Result<()> {
+    let all: Api<CronJob> = Api::all(ctx.client.clone());
+    for (namespace, name) in list_everywhere(&all, &resources::selector(ctk)).await? {
+        if keep == Some((namespace.as_str(), name.as_str())) {
+            continue;
+        }
+        let api = Api::<CronJob>::namespaced(ctx.client.clone(), &namespace);
+        match api.delete(&name, &DeleteParams::orphan()).await {
+            Ok(_) => {
+                tracing::info!("Deleted CronJob {namespace}/{name}: the spec no longer asks for it")
+            }
+            Err(e) if is_status(&e, 404) => {}
+            Err(e) => return Err(kube_error(format!("delete CronJob {namespace}/{name}"))(e)),
+        }
     }
     Ok(())
 }
@@ -812,55 +869,38 @@ async fn cleanup(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> 
         tracing::info!(experiment = %name, "Deleted; its run objects are kept (keep_resources_on_delete).");
         return Ok(Action::await_change());
     }
-    let names = Names::of(ctk);
+    // By the experiment's uid label, in every namespace: the spec may have named other run
+    // namespaces over time, and objects the operator did not make (the user's ServiceAccount or
+    // Role named in the spec, ConfigMaps, Secrets) carry no such label.
     let client = &ctx.client;
     let selector = resources::selector(ctk);
-    // The CronJob first, so that it starts no job while the rest goes.
-    delete(
-        &Api::<CronJob>::namespaced(client.clone(), &names.namespace),
-        &names.runner,
-    )
-    .await?;
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &names.namespace);
-    for job in list_names(&jobs, &selector).await? {
-        delete(&jobs, &job).await?;
-    }
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &names.namespace);
-    for pod in list_names(&pods, &selector).await? {
-        delete(&pods, &pod).await?;
-    }
-    // By the names derived from the uid, whatever the spec says now: they are ours.
-    let generated_role = format!("chaostoolkit-experiment-{}", names.suffix);
-    for namespace in std::iter::once(&names.namespace).chain(&names.extra_namespaces) {
-        delete(
-            &Api::<RoleBinding>::namespaced(client.clone(), namespace),
-            &names.binding,
-        )
-        .await?;
-        delete(
-            &Api::<Role>::namespaced(client.clone(), namespace),
-            &generated_role,
-        )
-        .await?;
-    }
-    // Grants in namespaces the spec named once but no longer does.
+    // CronJobs first, so that they start no job while the rest goes.
+    delete_everywhere(&Api::<CronJob>::all(client.clone()), &selector).await?;
+    delete_everywhere(&Api::<Job>::all(client.clone()), &selector).await?;
+    delete_everywhere(&Api::<Pod>::all(client.clone()), &selector).await?;
     revoke_grants(ctk, ctx, &[]).await?;
-    delete(
-        &Api::<ServiceAccount>::namespaced(client.clone(), &names.namespace),
-        &format!("chaostoolkit-{}", names.suffix),
-    )
-    .await?;
+    delete_everywhere(&Api::<ServiceAccount>::all(client.clone()), &selector).await?;
     tracing::info!(experiment = %name, "Deleted; its run objects are cleaned up.");
     Ok(Action::await_change())
 }
 
-async fn list_names<K>(api: &Api<K>, selector: &str) -> Result<Vec<String>>
+/// Deletes every object of `all`'s kind matching `selector`, in every namespace.
+async fn delete_everywhere<K>(all: &Api<K>, selector: &str) -> Result<()>
 where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    let listed = list_everywhere(api, selector).await?;
-    Ok(listed.into_iter().map(|(_, name)| name).collect())
+    for (namespace, name) in list_everywhere(all, selector).await? {
+        delete(
+            &Api::<K>::namespaced(all.clone().into_client(), &namespace),
+            &name,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 /// (namespace, name) of every object matching `selector` in `api`'s scope (all namespaces for

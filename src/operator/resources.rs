@@ -49,13 +49,24 @@ pub const SHARED_DIR: &str = "/var/run/chaosflow";
 pub const EVENTS_PATH: &str = "/var/run/chaosflow/events.jsonl";
 /// The runner's home and working directory, as in upstream's image (`svc`, uid 1001).
 pub const HOME: &str = "/home/svc";
+/// The working directory of a runner in the user's own image (`spec.pod.image`), whose home
+/// may hold what the image was built for (upstream's images keep their virtualenv there).
+pub const WORK_DIR: &str = "/home/svc/work";
+/// Where a runner in the user's own image finds the chaosflow binary, copied there from the
+/// operator's image by an init container (it is static: it runs in any Linux image).
+pub const BIN_DIR: &str = "/var/run/chaosflow-bin";
+/// The init container that copies it.
+pub const INSTALLER: &str = "chaosflow-install";
+/// The chaosflow binary in the operator's image.
+const IMAGE_BINARY: &str = "/usr/local/bin/chaosflow";
 /// The user runner pods run as (upstream's `svc`).
 pub const RUN_AS: i64 = 1001;
 
 /// What the objects need besides the resource.
 #[derive(Debug, Clone)]
 pub struct Defaults {
-    /// Image of the runner and the sidecar when `spec.pod.image` is absent.
+    /// The operator's image (chaosflow's): the sidecar's, and the runner's when
+    /// `spec.pod.image` is absent.
     pub image: String,
 }
 
@@ -322,8 +333,12 @@ fn pod_spec(
         .filter(|i| !i.is_empty())
         .unwrap_or_else(|| defaults.image.clone());
     if let Some(template) = &options.template {
-        return from_template(template, names, &image);
+        return from_template(template, names, &defaults.image);
     }
+    // The user's own image (upstream's resources name images with `chaos` and the extensions
+    // their experiments use): chaosflow is copied in and runs there, so its Python bridge finds
+    // those extensions; the image's home is left as built.
+    let own_image = image != defaults.image;
     let settings = options.settings.clone().unwrap_or_default();
     let experiment = options.experiment.clone().unwrap_or_default();
     let as_file = experiment.as_file.unwrap_or(true);
@@ -331,11 +346,16 @@ fn pod_spec(
         .config_map_experiment_file_name
         .clone()
         .unwrap_or_else(|| "experiment.json".into());
-    let command = options
-        .chaos_command_path
-        .clone()
-        .filter(|c| !c.is_empty())
-        .unwrap_or_else(|| "chaosflow".into());
+    let command_path = options.chaos_command_path.clone().filter(|c| !c.is_empty());
+    let install = own_image && command_path.is_none();
+    let command = command_path.unwrap_or_else(|| {
+        if install {
+            format!("{BIN_DIR}/chaosflow")
+        } else {
+            "chaosflow".into()
+        }
+    });
+    let work_dir = if own_image { WORK_DIR } else { HOME };
     let mut args: Vec<String> = match &options.chaos_args {
         // Upstream drops null and empty entries (an empty argument crashed chaos).
         Some(args) => args
@@ -372,6 +392,7 @@ fn pod_spec(
                 let name = sources
                     .config_map_name
                     .clone()
+                    .or_else(|| options.config_map_name.clone())
                     .unwrap_or_else(|| "chaostoolkit-env".into());
                 env_from.push(json!({"configMapRef": {"name": name, "optional": true}}));
                 if let Some(secret) = &sources.secret_name {
@@ -380,14 +401,20 @@ fn pod_spec(
             }
         }
         None => {
-            env_from.push(json!({"configMapRef": {"name": "chaostoolkit-env", "optional": true}}))
+            let name = options
+                .config_map_name
+                .clone()
+                .unwrap_or_else(|| "chaostoolkit-env".into());
+            env_from.push(json!({"configMapRef": {"name": name, "optional": true}}));
         }
     }
     env.extend(delivery_env());
 
+    // Writable places on a read-only root: the working directory (the journal, the log, what
+    // experiments write) and /tmp.
     let mut mounts = vec![
         json!({"name": "chaosflow", "mountPath": SHARED_DIR}),
-        json!({"name": "home", "mountPath": HOME}),
+        json!({"name": "home", "mountPath": work_dir}),
         json!({"name": "tmp", "mountPath": "/tmp"}),
     ];
     let mut volumes = vec![
@@ -395,6 +422,12 @@ fn pod_spec(
         json!({"name": "home", "emptyDir": {}}),
         json!({"name": "tmp", "emptyDir": {}}),
     ];
+    let mut init_containers = Vec::new();
+    if install {
+        mounts.push(json!({"name": "chaosflow-bin", "mountPath": BIN_DIR, "readOnly": true}));
+        volumes.push(json!({"name": "chaosflow-bin", "emptyDir": {}}));
+        init_containers.push(installer(&defaults.image));
+    }
     if as_file {
         mounts.push(json!({
             "name": "chaostoolkit-experiment",
@@ -421,7 +454,7 @@ fn pod_spec(
         "image": image,
         "command": [command],
         "args": args,
-        "workingDir": HOME,
+        "workingDir": work_dir,
         "env": env,
         "volumeMounts": mounts,
         "securityContext": container_security(),
@@ -433,6 +466,8 @@ fn pod_spec(
     if !env_from.is_empty() {
         runner["envFrom"] = json!(env_from);
     }
+    // The sidecar is chaosflow's, whatever image the runner has.
+    init_containers.push(sidecar(&defaults.image, settings_mount));
     Ok(json!({
         "restartPolicy": "Never",
         "serviceAccountName": names.service_account,
@@ -443,7 +478,7 @@ fn pod_spec(
             "whenUnsatisfiable": "ScheduleAnyway",
             "labelSelector": {"matchLabels": {"app.kubernetes.io/name": "chaostoolkit"}},
         }],
-        "initContainers": [sidecar(&image, settings_mount)],
+        "initContainers": init_containers,
         "containers": [runner],
         "volumes": volumes,
     }))
@@ -457,6 +492,18 @@ fn delivery_env() -> Vec<Value> {
         json!({"name": "CHAOSFLOW_EVENTS_PATH", "value": EVENTS_PATH}),
         json!({"name": "CHAOSFLOW_TERMINATION_LOG", "value": "/dev/termination-log"}),
     ]
+}
+
+/// Copies the chaosflow binary from the operator's image for a runner in the user's image.
+fn installer(image: &str) -> Value {
+    json!({
+        "name": INSTALLER,
+        "image": image,
+        "command": ["cp", IMAGE_BINARY, format!("{BIN_DIR}/chaosflow")],
+        "volumeMounts": [{"name": "chaosflow-bin", "mountPath": BIN_DIR}],
+        "securityContext": container_security(),
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "100m", "memory": "32Mi"}},
+    })
 }
 
 /// The native sidecar: started before the runner, stopped by the kubelet once the runner has
@@ -691,6 +738,77 @@ mod tests {
         );
         // Same namespace as the experiment: owned, so deleting it collects the pod.
         assert_eq!(pod["metadata"]["ownerReferences"][0]["name"], "hello");
+    }
+
+    /// Upstream's custom-image example: an image with `chaos` and extensions, no chaosflow.
+    #[test]
+    fn a_runner_in_the_users_image_gets_chaosflow_copied_in() {
+        let pod = pod_json(&ctk(
+            "pod:\n  image: chaostoolkit/chaostoolkit:full\n  configMapName: my-env\n  settings:\n    enabled: true\n",
+        ));
+        let spec = &pod["spec"];
+        let runner = &spec["containers"][0];
+        assert_eq!(runner["image"], "chaostoolkit/chaostoolkit:full");
+        assert_eq!(runner["command"], json!([format!("{BIN_DIR}/chaosflow")]));
+        // The image's home (its virtualenv) stays visible; the run writes in an emptyDir.
+        assert_eq!(runner["workingDir"], WORK_DIR);
+        let mounts = runner["volumeMounts"].as_array().unwrap();
+        assert!(!mounts.iter().any(|m| m["mountPath"] == HOME), "{mounts:?}");
+        assert!(
+            mounts.contains(
+                &json!({"name": "chaosflow-bin", "mountPath": BIN_DIR, "readOnly": true})
+            )
+        );
+        assert!(
+            mounts
+                .iter()
+                .any(|m| m["mountPath"] == "/home/svc/.chaostoolkit")
+        );
+        assert_eq!(runner["securityContext"]["readOnlyRootFilesystem"], true);
+        // Where upstream's documentation put the env ConfigMap.
+        assert_eq!(
+            runner["envFrom"],
+            json!([{"configMapRef": {"name": "my-env", "optional": true}}])
+        );
+        let inits = spec["initContainers"].as_array().unwrap();
+        let names: Vec<&str> = inits.iter().map(|c| c["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            [INSTALLER, SIDECAR],
+            "the binary is there before the runner"
+        );
+        for init in inits {
+            assert_eq!(init["image"], defaults().image, "{init}");
+        }
+        assert_eq!(
+            inits[0]["command"],
+            json!([
+                "cp",
+                "/usr/local/bin/chaosflow",
+                format!("{BIN_DIR}/chaosflow")
+            ])
+        );
+        assert_valid_pod_volumes(spec);
+    }
+
+    /// Every mount names a volume of the pod.
+    fn assert_valid_pod_volumes(spec: &Value) {
+        let volumes: Vec<&str> = spec["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["name"].as_str().unwrap())
+            .collect();
+        let containers = [&spec["containers"], &spec["initContainers"]];
+        for container in containers.iter().flat_map(|c| c.as_array().unwrap()) {
+            for mount in container["volumeMounts"].as_array().unwrap() {
+                let name = mount["name"].as_str().unwrap();
+                assert!(
+                    volumes.contains(&name),
+                    "{name} is not a volume: {volumes:?}"
+                );
+            }
+        }
     }
 
     #[test]

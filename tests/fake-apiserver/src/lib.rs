@@ -37,7 +37,7 @@ mod store;
 use serde::Serialize;
 use serde_json::{Value, json};
 use server::Shared;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -156,6 +156,24 @@ pub struct Stats {
     pub by_verb: BTreeMap<String, u64>,
     /// By resource (`pods`, `leases.coordination.k8s.io`, `discovery`, `health`), then verb.
     pub by_resource: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Every distinct kind of resource request, as RBAC sees it: what a Role must grant.
+    pub accesses: BTreeSet<Access>,
+}
+
+/// A resource request as RBAC authorizes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Access {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch`, `delete`, `deletecollection`.
+    pub verb: String,
+    /// The API group (`""` for the core group).
+    pub group: String,
+    /// The resource's plural, with its subresource: `pods`, `chaosexperiments/status`.
+    pub resource: String,
+    /// The namespace of the request; `None` for cluster-scoped objects and requests across all
+    /// namespaces (which only a ClusterRoleBinding grants).
+    pub namespace: Option<String>,
+    /// A server-side apply: it may create the object, so RBAC wants `create` as well as `patch`.
+    pub apply: bool,
 }
 
 impl Stats {

@@ -267,6 +267,16 @@ fn resource_call(
             return ("other", res.qualified(), failure(&error));
         }
     };
+    shared.stats().accesses.insert(crate::Access {
+        verb: verb.into(),
+        group: res.group.clone(),
+        resource: match sub {
+            Some(sub) => format!("{}/{sub}", res.plural),
+            None => res.plural.clone(),
+        },
+        namespace: namespace.map(String::from),
+        apply: call.content_type == "application/apply-patch+yaml",
+    });
     let bad_sub = sub.is_some_and(|s| s != "status" || !res.status);
     let needs_namespace =
         res.namespaced && namespace.is_none() && !matches!(verb, "list" | "watch");
