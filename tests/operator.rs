@@ -698,6 +698,114 @@ fn an_edited_schedule_moves_or_stops_its_cron_job() {
     assert_granted_by_deployed_rbac(&server);
 }
 
+/// What keeps a run from happening is said on the resource, not only in the operator's log: a
+/// namespace the spec names that does not exist (the API refuses the Role), a volume the
+/// kubelet cannot mount (told only in the pod's events), a field that means nothing here.
+#[test]
+fn what_stops_a_run_is_said_on_the_resource() {
+    let server = server_with_crd();
+    let operator = Operator::start(&server, &["--namespace", "chaostoolkit-crd"]);
+    let mut blocked = example_experiment();
+    blocked["metadata"]["name"] = json!("blocked");
+    blocked["spec"]["role"] = json!({"binds_to_namespaces": ["sock-shop"]});
+    server.apply(blocked).unwrap();
+    let mut templated = example_experiment();
+    templated["spec"]["template"] = json!({"name": "my-resource-templates"});
+    server.apply(templated).unwrap();
+
+    let refused = wait_for("the refusal on the status", &operator, || {
+        let s = status(&server, "blocked");
+        s["message"].as_str().map(String::from)
+    });
+    assert!(
+        refused.starts_with(
+            "Cannot go on, retrying every 15 s: apply Role sock-shop/chaostoolkit-experiment-"
+        ) && refused.contains("namespaces \"sock-shop\" not found"),
+        "{refused}"
+    );
+    wait_for("the ReconcileFailed event", &operator, || {
+        event_reasons(&server, "blocked")
+            .contains(&"ReconcileFailed".to_string())
+            .then_some(())
+    });
+    wait_for("the IgnoredField event", &operator, || {
+        event_reasons(&server, "hello-world")
+            .contains(&"IgnoredField".to_string())
+            .then_some(())
+    });
+
+    // Play the kubelet: the settings Secret is missing, so the pod stays ContainerCreating and
+    // the kubelet says why in an event.
+    let pod = format!("chaostoolkit-{}", suffix(&server, "hello-world"));
+    wait_for("the runner pod", &operator, || {
+        server.get("v1", "Pod", "chaostoolkit-run", &pod)
+    });
+    let why = "MountVolume.SetUp failed for volume \"chaostoolkit-settings\" : secret \"chaostoolkit-settings\" not found";
+    server
+        .apply(json!({"apiVersion": "v1", "kind": "Event",
+            "metadata": {"name": format!("{pod}.1"), "namespace": "chaostoolkit-run"},
+            "involvedObject": {"kind": "Pod", "name": pod, "namespace": "chaostoolkit-run"},
+            "type": "Warning", "reason": "FailedMount", "message": why,
+            "lastTimestamp": "2026-11-25T10:00:00Z"}))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let message = loop {
+        let s = status(&server, "hello-world");
+        let message = s["message"].as_str().unwrap_or_default().to_string();
+        if message.contains("FailedMount") || Instant::now() > deadline {
+            break message;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        message,
+        format!("The runner pod {pod} is waiting: FailedMount: {why}"),
+        "{}",
+        operator.log()
+    );
+    assert_eq!(status(&server, "hello-world")["phase"], "Pending");
+    assert_granted_by_deployed_rbac(&server);
+}
+
+/// Upstream's custom-image example: an image built for `chaos` with extensions. The runner runs
+/// there with chaosflow copied in (so its Python bridge finds the extensions), the sidecar in
+/// the operator's image.
+#[test]
+fn a_runner_image_of_the_users_gets_chaosflow_and_the_sidecar_stays_ours() {
+    let server = server_with_crd();
+    let operator = Operator::start(&server, &["--namespace", "chaostoolkit-crd"]);
+    let mut custom = example_experiment();
+    custom["spec"]["pod"]["image"] = json!("chaostoolkit/chaostoolkit:full");
+    server.apply(custom).unwrap();
+    let pod_name = format!("chaostoolkit-{}", suffix(&server, "hello-world"));
+    let pod = wait_for("the runner pod", &operator, || {
+        server.get("v1", "Pod", "chaostoolkit-run", &pod_name)
+    });
+    let spec = &pod["spec"];
+    assert_eq!(
+        spec["containers"][0]["image"],
+        "chaostoolkit/chaostoolkit:full"
+    );
+    assert_eq!(
+        spec["containers"][0]["command"],
+        json!(["/var/run/chaosflow-bin/chaosflow"])
+    );
+    let inits: Vec<(&str, &str)> = spec["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["image"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        inits,
+        [
+            ("chaosflow-install", "chaosflow:test"),
+            ("chaosflow-sidecar", "chaosflow:test")
+        ]
+    );
+    assert_valid_kubernetes(&[pod]);
+}
+
 /// A schedule becomes a CronJob; each job's pod that ends is recorded in `lastRuns`.
 #[test]
 fn a_scheduled_experiment_becomes_a_cron_job_and_records_its_runs() {

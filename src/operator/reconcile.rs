@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Namespace, ObjectReference, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Event as CoreEvent, Namespace, ObjectReference, Pod, ServiceAccount,
+};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -47,6 +49,8 @@ pub const KOPF_HANDLED: &str = "kopf.zalando.org/last-handled-configuration";
 const LAST_RUNS: usize = 10;
 /// A safety net: pods are watched, so this only matters if a watch event was missed.
 const RECHECK: Duration = Duration::from_secs(300);
+/// How long a runner pod may be only "starting" before the operator looks for why.
+const STARTING_TOO_LONG: Duration = Duration::from_secs(10);
 
 /// What every reconcile shares.
 pub struct Context {
@@ -149,6 +153,25 @@ pub enum Error {
 }
 
 impl Error {
+    /// What the API refused and why, when it refused the request itself (4xx other than a
+    /// conflict or throttling, which pass): something the spec asks for that cannot be done
+    /// as written.
+    fn refusal(&self) -> Option<String> {
+        let (action, status) = match self {
+            Error::Kube {
+                action,
+                source: kube::Error::Api(status),
+            } => (action, status),
+            Error::Finalizer(e) => match &**e {
+                finalizer::Error::ApplyFailed(e) => return e.refusal(),
+                _ => return None,
+            },
+            Error::Kube { .. } => return None,
+        };
+        ((400..500).contains(&status.code) && !matches!(status.code, 409 | 429))
+            .then(|| format!("{action}: {}", status.message))
+    }
+
     /// A short, bounded label for the failures metric.
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -195,7 +218,7 @@ pub async fn reconcile(ctk: Arc<ChaosToolkitExperiment>, ctx: Arc<Context>) -> R
     let started = Instant::now();
     let namespace = ctk.namespace().unwrap_or_default();
     let api: Api<ChaosToolkitExperiment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer::finalizer(&api, FINALIZER, ctk, |event| async {
+    let result = finalizer::finalizer(&api, FINALIZER, ctk.clone(), |event| async {
         match event {
             Finalized::Apply(ctk) => apply(&ctk, &ctx).await,
             Finalized::Cleanup(ctk) => cleanup(&ctk, &ctx).await,
@@ -203,8 +226,40 @@ pub async fn reconcile(ctk: Arc<ChaosToolkitExperiment>, ctx: Arc<Context>) -> R
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
+    if let Err(e) = &result
+        && let Some(refusal) = e.refusal()
+        && ctk.meta().deletion_timestamp.is_none()
+    {
+        report_refusal(&ctk, &ctx, refusal).await;
+    }
     ctx.metrics.reconciled(started.elapsed());
     result
+}
+
+/// Tells on the resource (status message and a Warning event, once per new message) that the
+/// API refuses what its spec asks for: a namespace in `binds_to_namespaces` that does not
+/// exist, a Role granting more than the operator holds. Otherwise only the operator's log would
+/// say why nothing happens. The reconcile is retried all the same.
+async fn report_refusal(ctk: &ChaosToolkitExperiment, ctx: &Context, refusal: String) {
+    let before = ctx.status_before(ctk);
+    let message = format!("Cannot go on, retrying every 15 s: {refusal}");
+    if before.message.as_ref() == Some(&message) {
+        return;
+    }
+    let status = ChaosToolkitExperimentStatus {
+        message: Some(message.clone()),
+        ..before.clone()
+    };
+    let told = vec![Told {
+        type_: EventType::Warning,
+        reason: "ReconcileFailed",
+        note: message,
+        verdict: None,
+        pod: None,
+    }];
+    if let Err(e) = publish(ctk, ctx, &before, status, told).await {
+        tracing::debug!("Cannot report the failure on the resource: {e}");
+    }
 }
 
 /// Logs a failed reconcile, counts it and retries it.
@@ -223,6 +278,21 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
     let before = ctx.status_before(ctk);
     if let Some(problem) = &ctk.invalid_spec {
         return invalid(ctk, ctx, &before, problem.clone()).await;
+    }
+    let new_generation = before.observed_generation != ctk.meta().generation;
+    if new_generation && ctk.spec.template.as_ref().is_some_and(|t| t.name.is_some()) {
+        let note = "spec.template.name is ignored: upstream's resource templates ConfigMap has no \
+                    meaning here (chaosflow makes its own objects). Customize the runner pod \
+                    with spec.pod.template, a whole Pod manifest."
+            .to_string();
+        let told = Told {
+            type_: EventType::Warning,
+            reason: "IgnoredField",
+            note,
+            verdict: None,
+            pod: None,
+        };
+        publish(ctk, ctx, &before, before.clone(), vec![told]).await?;
     }
     if let Some(schedule) = &ctk.spec.schedule
         && !schedule.kind.eq_ignore_ascii_case("cronjob")
@@ -348,14 +418,66 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
             ),
         }),
     };
+    // The kubelet tells a volume it cannot mount (a missing ConfigMap or Secret) only in
+    // events, not in the pod: look there when a pod has been "starting" for a while, and again
+    // until it starts.
+    let starting = matches!(observation, Observation::Waiting(None));
+    let observation = match (&observation, &pod) {
+        (Observation::Waiting(None), Some(pod)) if starting_too_long(pod) => {
+            Observation::Waiting(why_not_starting(ctx, &names.namespace, &pod_name).await)
+        }
+        _ => observation,
+    };
     let events = record(&mut status, &before, observation, &pod_name);
     let done = matches!(status.phase, Some(Phase::Succeeded | Phase::Failed));
     publish(ctk, ctx, &before, status, events).await?;
     Ok(if done {
         Action::await_change()
+    } else if starting {
+        Action::requeue(STARTING_TOO_LONG)
     } else {
         Action::requeue(RECHECK)
     })
+}
+
+/// Whether `pod` has existed for longer than [`STARTING_TOO_LONG`].
+fn starting_too_long(pod: &Pod) -> bool {
+    pod.creation_timestamp().is_some_and(|created| {
+        let age = k8s_openapi::jiff::Timestamp::now().duration_since(created.0);
+        age.as_secs_f64() >= STARTING_TOO_LONG.as_secs_f64()
+    })
+}
+
+/// Why runner pod `name` does not start, from the newest warning event about it ("FailedMount:
+/// MountVolume.SetUp failed for volume ...: secret \"chaostoolkit-settings\" not found").
+/// Nothing when there is none, or the events cannot be read: it only adds to the message.
+async fn why_not_starting(ctx: &Context, namespace: &str, name: &str) -> Option<String> {
+    let events: Api<CoreEvent> = Api::namespaced(ctx.client.clone(), namespace);
+    let about_the_pod = format!("involvedObject.kind=Pod,involvedObject.name={name}");
+    let listed = events
+        .list(&ListParams::default().fields(&about_the_pod))
+        .await
+        .inspect_err(|e| tracing::debug!("Cannot list the events of pod {namespace}/{name}: {e}"))
+        .ok()?;
+    listed
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .max_by_key(|e| {
+            let last = e.last_timestamp.as_ref().map(|t| t.0);
+            last.or(e.event_time.as_ref().map(|t| t.0)).or(e
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0))
+        })
+        .map(|e| {
+            let reason = e.reason.unwrap_or_else(|| "Warning".into());
+            match e.message {
+                Some(message) => format!("{reason}: {}", message.trim()),
+                None => reason,
+            }
+        })
 }
 
 async fn apply_scheduled(
