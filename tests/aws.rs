@@ -3,11 +3,16 @@
 //! `chaos` with chaostoolkit-aws on an identical fresh server as the oracle: the demo's
 //! stop-ec2-by-id experiment, filters and zones, start, describe, failures, and every source of
 //! credentials. A moto that checks SigV4 (`INITIAL_NO_AUTH_ACTION_COUNT`) proves the signing;
-//! moto's request recorder shows which credentials signed what.
+//! moto's request recorder shows which credentials signed what. Retries are compared with
+//! `chaos` against a stub EC2 that always fails ([`Stub`]).
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -1179,7 +1184,8 @@ fn spot_instances_are_cancelled_and_terminated_after_a_retried_503() {
     server::script(
         &key,
         vec![
-            (503, vec![], "Service Unavailable"),
+            // Empty: botocore's generic 5xx (a body that is not XML would not be retried).
+            (503, vec![], ""),
             (200, xml.clone(), describe),
             (200, xml.clone(), describe),
             (200, xml.clone(), cancel),
@@ -1243,4 +1249,251 @@ method:
     );
     assert_eq!(output[0]["ResponseMetadata"]["RequestId"], "req-terminate");
     assert_eq!(output[0]["ResponseMetadata"]["RetryAttempts"], 0);
+}
+
+/// An EC2 endpoint that gives every request the same answer, and counts the requests.
+struct Stub {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    done: Arc<AtomicBool>,
+}
+
+impl Stub {
+    fn answering(status: u16, body: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (hits, done) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (counter, stop) = (hits.clone(), done.clone());
+        // A closed connection after each answer: no client reuses it.
+        let answer = format!(
+            "HTTP/1.1 {status} Stub\r\ncontent-type: text/xml;charset=UTF-8\r\n\
+             content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(mut stream) = stream else { continue };
+                if read_request(&mut stream) {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let _ = stream.write_all(answer.as_bytes());
+                }
+            }
+        });
+        Self { url, hits, done }
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        // Wakes the accept loop up so that it sees `done`.
+        let _ = TcpStream::connect(self.url.trim_start_matches("http://"));
+    }
+}
+
+/// Reads one request, headers and body (`content-length`), so that the answer is not sent
+/// while the client still writes. `false`: the connection ended first.
+fn read_request(stream: &mut TcpStream) -> bool {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut data = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if data.len() >= end + 4 + length {
+                return true;
+            }
+        }
+        match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return false,
+            Ok(n) => data.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+/// botocore's retries, as chaosaws' clients get them (standard mode, 3 attempts; legacy mode,
+/// 5; `AWS_MAX_ATTEMPTS`, `AWS_RETRY_MODE` and the profile's `max_attempts`), against a stub
+/// EC2 that fails every request: the attempts made and the failure, for chaosflow and for
+/// `chaos` (each against its own stub, all runs at once to keep the test short).
+#[test]
+fn retries_like_botocore() {
+    let experiment = r#"
+title: retries
+description: an EC2 that keeps failing
+method:
+  - type: probe
+    name: describe
+    provider:
+      type: python
+      module: chaosaws.ec2.probes
+      func: describe_instances
+      arguments:
+        filters: []
+"#;
+    let limit = "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>Request limit \
+                 exceeded.</Message></Error></Errors><RequestID>req-1</RequestID></Response>";
+    let unknown = "<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code><Message>no \
+                   such instance</Message></Error></Errors><RequestID>req-2</RequestID></Response>";
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config");
+    std::fs::write(&config, "[default]\nmax_attempts = 2\n").unwrap();
+    let config = config.display().to_string();
+    let failed = |code: &str, suffix: &str, message: &str| {
+        format!(
+            "chaoslib.exceptions.ActivityFailed: botocore.exceptions.ClientError: An error \
+             occurred ({code}) when calling the DescribeInstances operation{suffix}: {message}"
+        )
+    };
+    // (label, the stub's status and body, environment, attempts, failure)
+    type Case<'a> = (
+        &'a str,
+        u16,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        usize,
+        String,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "an empty 503, the defaults",
+            503,
+            "",
+            vec![],
+            3,
+            failed("503", " (reached max retries: 2)", "Service Unavailable"),
+        ),
+        (
+            "throttled, AWS_MAX_ATTEMPTS=2",
+            503,
+            limit,
+            vec![("AWS_MAX_ATTEMPTS", "2")],
+            2,
+            failed(
+                "RequestLimitExceeded",
+                " (reached max retries: 1)",
+                "Request limit exceeded.",
+            ),
+        ),
+        (
+            "the profile's max_attempts",
+            503,
+            "",
+            vec![("AWS_CONFIG_FILE", &config)],
+            2,
+            failed("503", " (reached max retries: 1)", "Service Unavailable"),
+        ),
+        (
+            "legacy mode, 5 attempts",
+            503,
+            "",
+            vec![("AWS_RETRY_MODE", "legacy")],
+            5,
+            failed("503", " (reached max retries: 4)", "Service Unavailable"),
+        ),
+        (
+            "legacy mode does not retry a throttling code EC2 sends with a 400",
+            400,
+            limit,
+            vec![("AWS_RETRY_MODE", "legacy")],
+            1,
+            failed("RequestLimitExceeded", "", "Request limit exceeded."),
+        ),
+        (
+            "a single attempt allowed is reached, whatever the error",
+            400,
+            unknown,
+            vec![("AWS_MAX_ATTEMPTS", "1")],
+            1,
+            failed(
+                "InvalidInstanceID.NotFound",
+                " (reached max retries: 0)",
+                "no such instance",
+            ),
+        ),
+        (
+            "a 503 that is not XML is not retried",
+            503,
+            "Service Unavailable",
+            vec![],
+            1,
+            "chaoslib.exceptions.ActivityFailed: botocore.parsers.ResponseParserError: Unable \
+             to parse response (syntax error: line 1, column 0), invalid XML received. Further \
+             retries may succeed:\nb'Service Unavailable'"
+                .to_owned(),
+        ),
+    ];
+    let runs = std::thread::scope(|scope| {
+        let handles: Vec<_> = cases
+            .iter()
+            .flat_map(|(_, status, body, extra, _, _)| {
+                [Tool::Chaosflow, Tool::Chaos].map(|tool| {
+                    let home = home.path();
+                    scope.spawn(move || {
+                        let stub = Stub::answering(*status, body);
+                        let mut env: Env = [
+                            ("AWS_ENDPOINT_URL", stub.url.as_str()),
+                            ("AWS_ACCESS_KEY_ID", "AKIDSTUB"),
+                            ("AWS_SECRET_ACCESS_KEY", "stub-secret"),
+                            ("AWS_REGION", REGION),
+                            ("AWS_EC2_METADATA_DISABLED", "true"),
+                        ]
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .collect();
+                        env.push(("HOME".into(), home.display().to_string()));
+                        let env = with(&env, extra);
+                        let start = Instant::now();
+                        let out = run(tool, experiment, &[], &env);
+                        (out, stub.hits(), start.elapsed())
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
+    });
+    for ((label, _, _, _, attempts, expected), pair) in cases.iter().zip(runs.chunks(2)) {
+        let [(ours, our_hits, our_time), (theirs, their_hits, their_time)] = pair else {
+            unreachable!()
+        };
+        eprintln!("{label}: chaosflow {our_time:.1?}, chaos {their_time:.1?}");
+        let ours_failed = failure(item(ours.journal(), "run", "describe"));
+        let theirs_failed = failure(item(theirs.journal(), "run", "describe"));
+        assert_eq!(
+            (*their_hits, theirs_failed.as_str()),
+            (*attempts, expected.as_str()),
+            "{label}: chaos, the oracle, disagrees with the test"
+        );
+        assert_eq!(
+            (*our_hits, ours_failed.as_str()),
+            (*attempts, expected.as_str()),
+            "{label}: chaosflow"
+        );
+        // Back-offs are random; the bound only catches a run that hangs or sleeps unbounded.
+        assert!(*our_time < Duration::from_secs(60), "{label}: {our_time:?}");
+        // Each retry is logged.
+        let log = std::fs::read_to_string(ours.dir.path().join("chaostoolkit.log")).unwrap();
+        assert_eq!(
+            log.matches("ec2 DescribeInstances: retrying in").count(),
+            attempts - 1,
+            "{label}: {log}"
+        );
+    }
 }

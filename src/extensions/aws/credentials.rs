@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 
 use super::profile::{Env, Profiles};
-use super::query::{self, Request, Service};
+use super::query::{self, Client, Request, Service};
 
 /// A set of credentials.
 #[derive(Clone)]
@@ -363,17 +363,8 @@ async fn profile_role(
         .map_or_else(default_session_name, str::to_owned);
     let external_id = profiles.setting(name, "external_id");
     let duration = profiles.setting(name, "duration_seconds");
-    let endpoint = query::endpoint(Service::Sts, ctx.region, ctx.env, Some(profiles));
-    let c = assume_role(
-        &endpoint,
-        ctx.region,
-        &base,
-        role_arn,
-        &session,
-        external_id,
-        duration,
-    )
-    .await?;
+    let sts = Client::new(Service::Sts, ctx.region, ctx.env, profiles)?;
+    let c = assume_role(&sts, &base, role_arn, &session, external_id, duration).await?;
     Ok(Some(c))
 }
 
@@ -410,8 +401,11 @@ async fn web_identity(ctx: &Context<'_>) -> Result<Option<Credentials>, String> 
         );
     };
     let session = get("AWS_ROLE_SESSION_NAME", "role_session_name");
-    let endpoint = query::endpoint(Service::Sts, ctx.region, env, Some(profiles));
-    let key = format!("web-identity\n{endpoint}\n{role_arn}\n{token_file}\n{session:?}");
+    let sts = Client::new(Service::Sts, ctx.region, env, profiles)?;
+    let key = format!(
+        "web-identity\n{}\n{role_arn}\n{token_file}\n{session:?}",
+        sts.endpoint
+    );
     if let Some(c) = cached(&key) {
         return Ok(Some(c));
     }
@@ -427,9 +421,7 @@ async fn web_identity(ctx: &Context<'_>) -> Result<Option<Credentials>, String> 
     crate::redact::global().register([&Value::String(token.clone())]);
     let session = session.unwrap_or_else(default_session_name);
     let answer = query::call(&Request {
-        service: Service::Sts,
-        endpoint: &endpoint,
-        region: ctx.region,
+        client: &sts,
         credentials: None,
         action: "AssumeRoleWithWebIdentity",
         params: vec![
@@ -445,14 +437,13 @@ async fn web_identity(ctx: &Context<'_>) -> Result<Option<Credentials>, String> 
     Ok(Some(c))
 }
 
-/// STS `AssumeRole` with `base`, cached.
+/// STS `AssumeRole` with `base` through the `sts` client, cached.
 ///
 /// # Errors
 ///
 /// STS refused, or answered something unreadable.
 pub(super) async fn assume_role(
-    endpoint: &str,
-    region: &str,
+    sts: &Client,
     base: &Credentials,
     role_arn: &str,
     session: &str,
@@ -460,8 +451,8 @@ pub(super) async fn assume_role(
     duration_seconds: Option<&str>,
 ) -> Result<Credentials, String> {
     let key = format!(
-        "assume-role\n{endpoint}\n{}\n{role_arn}\n{session}\n{external_id:?}",
-        base.access_key_id
+        "assume-role\n{}\n{}\n{role_arn}\n{session}\n{external_id:?}",
+        sts.endpoint, base.access_key_id
     );
     if let Some(c) = cached(&key) {
         return Ok(c);
@@ -477,9 +468,7 @@ pub(super) async fn assume_role(
         params.push(("DurationSeconds".into(), seconds.to_owned()));
     }
     let answer = query::call(&Request {
-        service: Service::Sts,
-        endpoint,
-        region,
+        client: sts,
         credentials: Some(base),
         action: "AssumeRole",
         params,

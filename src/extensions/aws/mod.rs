@@ -48,14 +48,14 @@ pub async fn call(call: &Call<'_>) -> Result<Value, String> {
 
 static NO_SECRETS: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
 
-/// What chaosaws' `aws_client("ec2", configuration, secrets)` sets up: the region, the
-/// endpoint and, at the first request, the credentials.
+/// What chaosaws' `aws_client("ec2", configuration, secrets)` sets up: the region, the EC2
+/// client (endpoint, retries) and, at the first request, the credentials.
 #[derive(Debug)]
 struct Session<'a> {
     env: Env,
     region: String,
     profiles: Profiles,
-    endpoint: String,
+    ec2: query::Client,
     secrets: &'a Map<String, Value>,
     configuration: &'a Map<String, Value>,
     credentials: Option<Credentials>,
@@ -63,7 +63,7 @@ struct Session<'a> {
 
 impl<'a> Session<'a> {
     /// chaosaws' `aws_client`: the region (or stop), the profile (or stop when a named one does
-    /// not exist). Credentials are looked for at the first request, as boto3 does.
+    /// not exist), the client's retry configuration (or stop when it is invalid). Credentials are looked for at the first request, as boto3 does.
     fn new(call: &'a Call<'a>) -> Result<Self, String> {
         let configuration = call.configuration;
         let env = Env::process(call.env);
@@ -86,12 +86,12 @@ impl<'a> Session<'a> {
             .filter(|v| !v.is_null())
             .map(crate::python::to_str);
         let profiles = Profiles::load(&env, profile_name.as_deref())?;
-        let endpoint = query::endpoint(query::Service::Ec2, &region, &env, Some(&profiles));
+        let ec2 = query::Client::new(query::Service::Ec2, &region, &env, &profiles)?;
         Ok(Self {
             env,
             region,
             profiles,
-            endpoint,
+            ec2,
             // chaos passes `secrets` to the function only when the provider declares some.
             secrets: if call.secrets_declared {
                 call.secrets
@@ -128,19 +128,14 @@ impl<'a> Session<'a> {
                 .get("aws_assume_role_session_name")
                 .filter(|v| crate::python::truthy(v))
                 .map_or_else(|| "ChaosToolkit".to_owned(), crate::python::to_str);
-            let sts = query::endpoint(
-                query::Service::Sts,
-                &self.region,
-                &self.env,
-                Some(&self.profiles),
-            );
-            c = credentials::assume_role(&sts, &self.region, &c, &role, &session, None, None)
-                .await?;
+            let sts =
+                query::Client::new(query::Service::Sts, &self.region, &self.env, &self.profiles)?;
+            c = credentials::assume_role(&sts, &c, &role, &session, None, None).await?;
         }
         tracing::debug!(
             "AWS region '{}', endpoint {}, credentials from {}",
             self.region,
-            self.endpoint,
+            self.ec2.endpoint,
             if c.source.is_empty() { "?" } else { &c.source }
         );
         self.credentials = Some(c.clone());
@@ -157,16 +152,14 @@ impl<'a> Session<'a> {
         let credentials = self.credentials().await?;
         tracing::debug!("EC2 {action} {}", query::form_encode(&params));
         let answer = query::call(&query::Request {
-            service: query::Service::Ec2,
-            endpoint: &self.endpoint,
-            region: &self.region,
+            client: &self.ec2,
             credentials: Some(&credentials),
             action,
             params,
         })
         .await?;
         let doc = roxmltree::Document::parse(&answer.body)
-            .map_err(|e| format!("EC2 answered {action} with something that is not XML: {e}"))?;
+            .map_err(|e| query::unparsable(&answer.body, &e))?;
         let mut out = shapes::structure(doc.root_element(), output);
         out.insert(
             "ResponseMetadata".into(),

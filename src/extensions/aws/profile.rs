@@ -49,7 +49,13 @@ impl Env {
 
     /// A variable's value; unset and empty are the same (as botocore treats most of them).
     pub(super) fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).filter(|v| !v.is_empty())
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
+    /// A variable's value, empty included: botocore's config store (`AWS_RETRY_MODE`,
+    /// `AWS_MAX_ATTEMPTS`) takes a variable that is set to nothing as set.
+    pub(super) fn raw(&self, name: &str) -> Option<String> {
+        (self.0)(name)
     }
 
     /// A boolean variable (`true`, case-insensitive, as botocore's `ensure_boolean`).
@@ -170,11 +176,16 @@ impl Profiles {
     /// A setting of a profile, from the credentials file first, then the config file (botocore
     /// merges both files, the credentials file winning).
     pub(super) fn setting(&self, name: &str, key: &str) -> Option<&str> {
+        self.raw_setting(name, key).filter(|v| !v.is_empty())
+    }
+
+    /// A setting of a profile, empty included (`retry_mode =` is a value to botocore's config
+    /// store, and an invalid one).
+    pub(super) fn raw_setting(&self, name: &str, key: &str) -> Option<&str> {
         self.credentials(name)
             .and_then(|s| s.get(key))
             .or_else(|| self.config(name).and_then(|s| s.get(key)))
             .map(String::as_str)
-            .filter(|v| !v.is_empty())
     }
 }
 

@@ -1,13 +1,35 @@
 //! The AWS Query API over HTTP, as botocore speaks it to EC2 and STS: a form-encoded POST
 //! (`Action=StopInstances&Version=2016-11-15&InstanceId.1=...`), signed with SigV4 (the
-//! `aws-sigv4` crate) or unsigned (STS `AssumeRoleWithWebIdentity`), retried like botocore's
-//! default ("legacy") mode, the XML answer or the service's error returned.
+//! `aws-sigv4` crate) or unsigned (STS `AssumeRoleWithWebIdentity`), retried as botocore
+//! retries, the XML answer or the service's error returned.
 //!
 //! Endpoints follow botocore too: `AWS_ENDPOINT_URL_<SERVICE>`, then `AWS_ENDPOINT_URL`, then
 //! the profile's `endpoint_url`, then `https://<service>.<region>.amazonaws.com` (`.com.cn` in
 //! the China regions); `AWS_IGNORE_CONFIGURED_ENDPOINT_URLS=true` keeps only the last one.
+//!
+//! Retries are configured as boto3 configures the clients chaosaws creates (it passes no
+//! `Config(retries=...)`): the mode from `AWS_RETRY_MODE`, else the profile's `retry_mode`,
+//! else `standard`; the total attempts from `AWS_MAX_ATTEMPTS`, else the profile's
+//! `max_attempts`, else 3 (5 in `legacy` mode). Invalid values fail the call as botocore fails
+//! the client's creation.
+//!
+//! - `standard` (botocore's `retries/standard.py`) retries HTTP 500/502/503/504, the transient
+//!   codes (`RequestTimeout`...), the throttling codes (`RequestLimitExceeded`...), a 429 whose
+//!   code the operation does not model, STS's `IDPCommunicationError`, and connection errors.
+//!   It sleeps `rand() * min(scale * 2^(attempt - 1), 20)` s, `scale` 1 s for throttling and
+//!   50 ms otherwise, raised to `x-amz-retry-after` (at most 5 s more). Each client has a retry
+//!   quota of 500: a retry costs 5 (throttling) or 14, a success gives some back.
+//! - `adaptive` is `standard` here: botocore adds a client-side rate limiter (a token bucket
+//!   that slows the client's later requests after throttling), not implemented.
+//! - `legacy` (botocore's `data/_retry.json`) retries 429/500/502/503/504/509, the throttling
+//!   codes with HTTP 400, and connection errors, sleeping `rand() * 2^(attempt - 1)` s.
+//!
+//! An answer that is not XML (an error of 500 or more may also be empty or HTML) is botocore's
+//! `ResponseParserError`, never retried. An error after the last attempt says `(reached max
+//! retries: N)`, as botocore's `ClientError` does.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -78,6 +100,179 @@ pub(super) fn endpoint(
     })
 }
 
+/// How a client retries: botocore's retry mode and its total attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RetryPolicy {
+    mode: RetryMode,
+    max_attempts: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RetryMode {
+    Legacy,
+    Standard,
+    /// `standard` without the client-side rate limiter (see the module's header).
+    Adaptive,
+}
+
+impl RetryPolicy {
+    /// The policy boto3 gives a client: `AWS_RETRY_MODE` / `AWS_MAX_ATTEMPTS`, else the
+    /// profile's `retry_mode` / `max_attempts`, else `standard` and 3 attempts (5 in legacy).
+    ///
+    /// # Errors
+    ///
+    /// What botocore raises when it creates the client: `max_attempts` not an integer
+    /// (`ValueError`) or below 1, a mode it does not know.
+    pub(super) fn configured(env: &Env, profiles: &Profiles) -> Result<Self, String> {
+        // botocore's config store: a variable set to nothing is set, to an invalid value.
+        let setting = |var: &str, key: &str| {
+            env.raw(var)
+                .or_else(|| profiles.raw_setting(&profiles.name, key).map(str::to_owned))
+        };
+        let max_attempts = match setting("AWS_MAX_ATTEMPTS", "max_attempts") {
+            None => None,
+            Some(text) => {
+                // Python's int(): surrounding whitespace and a sign are fine.
+                let n: i128 = text.trim().parse().map_err(|_| {
+                    format!(
+                        "ValueError: invalid literal for int() with base 10: {}",
+                        crate::python::repr(&Value::String(text.clone()))
+                    )
+                })?;
+                if n < 1 {
+                    return Err(format!(
+                        "botocore.exceptions.InvalidMaxRetryAttemptsError: Value provided to \
+                         \"max_attempts\": {n} must be an integer greater than or equal to 1."
+                    ));
+                }
+                Some(u32::try_from(n).unwrap_or(u32::MAX))
+            }
+        };
+        let mode = match setting("AWS_RETRY_MODE", "retry_mode").as_deref() {
+            None | Some("standard") => RetryMode::Standard,
+            Some("legacy") => RetryMode::Legacy,
+            Some("adaptive") => RetryMode::Adaptive,
+            Some(other) => {
+                return Err(format!(
+                    "botocore.exceptions.InvalidRetryModeError: Invalid value provided to \
+                     \"mode\": \"{other}\" must be one of: ('legacy', 'standard', 'adaptive')"
+                ));
+            }
+        };
+        Ok(Self {
+            mode,
+            max_attempts: max_attempts.unwrap_or(if mode == RetryMode::Legacy { 5 } else { 3 }),
+        })
+    }
+
+    /// Whether botocore retries an answer (`status` and error `code`; no status: the
+    /// connection failed).
+    fn retryable(self, service: Service, action: &str, status: Option<u16>, code: &str) -> bool {
+        let Some(status) = status else {
+            return true;
+        };
+        match self.mode {
+            // `_retry.json`'s policies for every service, EC2 (RequestLimitExceeded and
+            // EC2ThrottledException with a 503, a 503 anyway) and STS.
+            RetryMode::Legacy => {
+                matches!(status, 429 | 500 | 502 | 503 | 504 | 509)
+                    || status == 400
+                        && (matches!(
+                            code,
+                            "Throttling"
+                                | "ThrottlingException"
+                                | "ThrottledException"
+                                | "RequestThrottledException"
+                                | "ProvisionedThroughputExceededException"
+                        ) || service == Service::Sts && code == "IDPCommunicationError")
+            }
+            RetryMode::Standard | RetryMode::Adaptive => {
+                matches!(status, 500 | 502 | 503 | 504)
+                    || matches!(
+                        code,
+                        "RequestTimeout" | "RequestTimeoutException" | "PriorRequestNotComplete"
+                    )
+                    || throttling(service, action, status, code)
+                    || service == Service::Sts && code == "IDPCommunicationError"
+            }
+        }
+    }
+
+    /// Seconds to sleep after the failed `attempt` (1-based).
+    fn delay(self, attempt: u32, throttled: bool, retry_after: Option<f64>) -> f64 {
+        let growth = 2f64.powi(i32::try_from(attempt - 1).unwrap_or(i32::MAX));
+        match self.mode {
+            RetryMode::Legacy => jitter() * growth,
+            RetryMode::Standard | RetryMode::Adaptive => {
+                let scale = if throttled { 1.0 } else { 0.05 };
+                let t = jitter() * (scale * growth).min(20.0);
+                retry_after.map_or(t, |after| t.max(after.min(t + 5.0)))
+            }
+        }
+    }
+}
+
+/// The capacity of a client's retry quota (botocore's `RetryQuota`), and what a retry takes
+/// from it: standard mode stops retrying when a client has failed too often.
+const QUOTA: u32 = 500;
+const RETRY_COST: u32 = 14;
+const THROTTLING_RETRY_COST: u32 = 5;
+
+/// A client of one service, as boto3's `client(...)` sets one up: where its calls go, the
+/// region it signs for, how it retries, and its retry quota (botocore keeps one per client).
+#[derive(Debug)]
+pub(super) struct Client {
+    /// The service.
+    pub(super) service: Service,
+    /// The endpoint URL ([`endpoint`]).
+    pub(super) endpoint: String,
+    /// The region to sign for.
+    pub(super) region: String,
+    retry: RetryPolicy,
+    quota: AtomicU32,
+}
+
+impl Client {
+    /// A client of `service` in `region`, with the endpoint and retries configured by `env`
+    /// and the profile.
+    ///
+    /// # Errors
+    ///
+    /// The retry configuration is invalid ([`RetryPolicy::configured`]).
+    pub(super) fn new(
+        service: Service,
+        region: &str,
+        env: &Env,
+        profiles: &Profiles,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            service,
+            endpoint: endpoint(service, region, env, Some(profiles)),
+            region: region.to_owned(),
+            retry: RetryPolicy::configured(env, profiles)?,
+            quota: AtomicU32::new(QUOTA),
+        })
+    }
+
+    /// Takes `cost` from the retry quota; `false` when not that much is left.
+    fn acquire(&self, cost: u32) -> bool {
+        self.quota
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                left.checked_sub(cost)
+            })
+            .is_ok()
+    }
+
+    /// Gives `amount` back to the retry quota, up to its capacity.
+    fn release(&self, amount: u32) {
+        let _ = self
+            .quota
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                Some(left.saturating_add(amount).min(QUOTA))
+            });
+    }
+}
+
 /// An answer of the service: status, headers (lower-case names) and the XML body.
 #[derive(Debug)]
 pub(super) struct Answer {
@@ -86,11 +281,13 @@ pub(super) struct Answer {
     /// The XML.
     pub(super) body: String,
     retries: u32,
+    /// Standard mode's `MaxAttemptsReached`: the answer came at the last attempt allowed.
+    max_attempts_reached: bool,
 }
 
 impl Answer {
     /// boto3's `ResponseMetadata`: the request id from the body, the HTTP status, the headers,
-    /// the retries made.
+    /// whether the last attempt allowed was reached (only when it was), the retries made.
     pub(super) fn metadata(&self, request_id: Option<String>) -> Value {
         let mut meta = Map::new();
         if let Some(id) = request_id {
@@ -111,20 +308,19 @@ impl Answer {
             }
         }
         meta.insert("HTTPHeaders".into(), Value::Object(headers));
+        if self.max_attempts_reached {
+            meta.insert("MaxAttemptsReached".into(), Value::Bool(true));
+        }
         meta.insert("RetryAttempts".into(), Value::from(self.retries));
         Value::Object(meta)
     }
 }
 
-/// One call: where, as whom, what.
+/// One call: with which client, as whom, what.
 #[derive(Debug)]
 pub(super) struct Request<'a> {
-    /// The service.
-    pub(super) service: Service,
-    /// The endpoint URL ([`endpoint`]).
-    pub(super) endpoint: &'a str,
-    /// The region to sign for.
-    pub(super) region: &'a str,
+    /// The client (service, endpoint, region, retries).
+    pub(super) client: &'a Client,
     /// Who signs; `None` sends the request unsigned.
     pub(super) credentials: Option<&'a Credentials>,
     /// `StopInstances`.
@@ -133,84 +329,234 @@ pub(super) struct Request<'a> {
     pub(super) params: Vec<(String, String)>,
 }
 
-/// Sends a request, with botocore's retries: up to 5 attempts when the connection fails, the
-/// service answers 5xx or 429, or throttles; sleeping `rand() * 2^(attempt - 1)` seconds.
+/// Sends a request, retried as the client's [`RetryPolicy`] says (see the module's header).
 ///
 /// # Errors
 ///
 /// The service's error (`botocore.exceptions.ClientError: An error occurred (Code) when calling
-/// the Action operation: Message`), or the endpoint could not be reached.
+/// the Action operation: Message`), an answer that is not XML, or the endpoint could not be
+/// reached.
 pub(super) async fn call(request: &Request<'_>) -> Result<Answer, String> {
-    const MAX_ATTEMPTS: u32 = 5;
+    let client = request.client;
+    let policy = client.retry;
     let mut body = form_encode(&[
         ("Action".to_owned(), request.action.to_owned()),
-        ("Version".to_owned(), request.service.version().to_owned()),
+        ("Version".to_owned(), client.service.version().to_owned()),
     ]);
     if !request.params.is_empty() {
         body.push('&');
         body.push_str(&form_encode(&request.params));
     }
-    let url = if request.endpoint.ends_with('/') {
-        request.endpoint.to_owned()
+    let url = if client.endpoint.ends_with('/') {
+        client.endpoint.clone()
     } else {
-        format!("{}/", request.endpoint)
+        format!("{}/", client.endpoint)
     };
+    // What this call's last retry took from the quota: a success gives it back.
+    let mut taken = None;
     let mut attempt = 1;
     loop {
         let outcome = send_once(request, &url, &body).await;
-        let retryable = match &outcome {
-            Ok((status, _, text)) => {
-                *status >= 500 || *status == 429 || {
-                    *status >= 400 && error_code(text).is_some_and(|(code, _)| is_throttling(&code))
-                }
+        // botocore parses an answer before it decides on a retry: one it cannot parse is
+        // raised at once.
+        let error = match &outcome {
+            Ok((status, _, text)) if !(200..300).contains(status) => {
+                Some(service_error(*status, text)?)
             }
-            Err(_) => true,
+            _ => None,
         };
-        if !retryable || attempt >= MAX_ATTEMPTS {
+        let status = outcome.as_ref().ok().map(|(status, _, _)| *status);
+        let code = error.as_ref().map_or("", |(code, _)| code.as_str());
+        let retryable = policy.retryable(client.service, request.action, status, code);
+        let throttled = status.is_some_and(|s| throttling(client.service, request.action, s, code));
+        let (reached, mut retry) = match policy.mode {
+            // The legacy handler marks the limit only on an answer it would have retried.
+            RetryMode::Legacy => (
+                retryable && attempt >= policy.max_attempts,
+                retryable && attempt < policy.max_attempts,
+            ),
+            // The standard one checks the limit first, whatever the answer.
+            RetryMode::Standard | RetryMode::Adaptive => (
+                attempt >= policy.max_attempts,
+                retryable && attempt < policy.max_attempts,
+            ),
+        };
+        if retry && policy.mode != RetryMode::Legacy {
+            let cost = if throttled {
+                THROTTLING_RETRY_COST
+            } else {
+                RETRY_COST
+            };
+            retry = client.acquire(cost);
+            if retry {
+                taken = Some(cost);
+            } else {
+                tracing::debug!(
+                    "{} {}: not retried, the client's retry quota is spent",
+                    client.service.signing_name(),
+                    request.action
+                );
+            }
+        }
+        if !retry {
             let (status, headers, text) = outcome.map_err(|e| {
                 format!(
                     "botocore.exceptions.EndpointConnectionError: Could not connect to the \
                      endpoint URL: \"{url}\" ({e})"
                 )
             })?;
-            if !(200..300).contains(&status) {
-                let (code, message) = error_code(&text).unwrap_or_else(|| {
-                    (
-                        status.to_string(),
-                        reqwest::StatusCode::from_u16(status)
-                            .ok()
-                            .and_then(|s| s.canonical_reason())
-                            .unwrap_or_default()
-                            .to_owned(),
-                    )
-                });
+            if let Some((code, message)) = error {
                 return Err(format!(
                     "botocore.exceptions.ClientError: An error occurred ({code}) when calling \
                      the {} operation{}: {message}",
                     request.action,
-                    if attempt > 1 {
+                    if reached {
                         format!(" (reached max retries: {})", attempt - 1)
                     } else {
                         String::new()
                     }
                 ));
             }
+            if policy.mode != RetryMode::Legacy {
+                client.release(taken.unwrap_or(1));
+            }
             return Ok(Answer {
                 status,
                 headers,
                 body: text,
                 retries: attempt - 1,
+                max_attempts_reached: reached && policy.mode != RetryMode::Legacy,
             });
         }
-        let pause = jitter() * f64::from(1u32 << (attempt - 1));
+        let retry_after = outcome.as_ref().ok().and_then(|(_, headers, _)| {
+            let (_, value) = headers.iter().find(|(n, _)| n == "x-amz-retry-after")?;
+            // Milliseconds, as Python's int() reads them; a negative or bad value is ignored.
+            let ms: i64 = value.trim().parse().ok()?;
+            (ms >= 0).then(|| ms as f64 / 1000.0)
+        });
+        let pause = policy.delay(attempt, throttled, retry_after);
         tracing::debug!(
-            "{} {}: retrying in {pause:.2}s (attempt {attempt} failed)",
-            request.service.signing_name(),
-            request.action
+            "{} {}: retrying in {pause:.2}s (attempt {attempt} of {} failed)",
+            client.service.signing_name(),
+            request.action,
+            policy.max_attempts
         );
-        tokio::time::sleep(Duration::from_secs_f64(pause)).await;
+        // A legacy back-off can outgrow a Duration (2^64 s): it then never ends, as in Python.
+        tokio::time::sleep(Duration::try_from_secs_f64(pause).unwrap_or(Duration::MAX)).await;
         attempt += 1;
     }
+}
+
+/// Whether botocore's standard mode takes an answer for throttling: a throttling code, or a
+/// 429 whose code the operation does not model.
+fn throttling(service: Service, action: &str, status: u16, code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "ProvisionedThroughputExceededException"
+            | "TransactionInProgressException"
+            | "RequestLimitExceeded"
+            | "BandwidthLimitExceeded"
+            | "LimitExceededException"
+            | "RequestThrottled"
+            | "SlowDown"
+            | "PriorRequestNotComplete"
+            | "EC2ThrottledException"
+    ) || status == 429 && !modeled_error(service, action, code)
+}
+
+/// Whether `code` is one of the errors the operation's model lists (EC2's model lists none;
+/// none of these is marked retryable).
+fn modeled_error(service: Service, action: &str, code: &str) -> bool {
+    let modeled: &[&str] = match (service, action) {
+        (Service::Sts, "AssumeRole") => &[
+            "MalformedPolicyDocument",
+            "PackedPolicyTooLarge",
+            "RegionDisabledException",
+            "ExpiredTokenException",
+            "InvalidContextAssertion",
+        ],
+        (Service::Sts, "AssumeRoleWithWebIdentity") => &[
+            "MalformedPolicyDocument",
+            "PackedPolicyTooLarge",
+            "IDPRejectedClaim",
+            "IDPCommunicationError",
+            "InvalidIdentityToken",
+            "ExpiredTokenException",
+            "RegionDisabledException",
+        ],
+        _ => &[],
+    };
+    modeled.contains(&code)
+}
+
+/// The code and message of an error answer, as botocore's parser finds them: a 5xx with an
+/// empty or HTML body is generic (its status and reason), anything else must be XML.
+fn service_error(status: u16, text: &str) -> Result<(String, String), String> {
+    let generic = || {
+        let reason = reqwest::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or_default();
+        (status.to_string(), reason.to_owned())
+    };
+    let trimmed = text.trim_ascii();
+    if status >= 500 && (trimmed.is_empty() || trimmed.starts_with("<html>")) {
+        return Ok(generic());
+    }
+    roxmltree::Document::parse(text).map_err(|e| unparsable(text, &e))?;
+    Ok(error_code(text).unwrap_or_else(generic))
+}
+
+/// botocore's `ResponseParserError` for a body that is not XML. The reason in parentheses is
+/// expat's for an empty body or one that does not start with a tag, roxmltree's otherwise.
+pub(super) fn unparsable(text: &str, error: &roxmltree::Error) -> String {
+    let skipped = text.len() - text.trim_ascii_start().len();
+    let before = &text[..skipped];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1);
+    let reason = if skipped == text.len() {
+        format!("no element found: line {line}, column {column}")
+    } else if !text[skipped..].starts_with('<') {
+        format!("syntax error: line {line}, column {column}")
+    } else {
+        error.to_string()
+    };
+    format!(
+        "botocore.parsers.ResponseParserError: Unable to parse response ({reason}), invalid XML \
+         received. Further retries may succeed:\n{}",
+        bytes_repr(text.as_bytes())
+    )
+}
+
+/// Python's `repr()` of bytes: `b'...'`.
+fn bytes_repr(bytes: &[u8]) -> String {
+    let quote = if bytes.contains(&b'\'') && !bytes.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = format!("b{quote}");
+    for &byte in bytes {
+        match byte {
+            b'\\' => out.push_str("\\\\"),
+            b'\t' => out.push_str("\\t"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            _ if char::from(byte) == quote => {
+                out.push('\\');
+                out.push(quote);
+            }
+            0x20..=0x7e => out.push(char::from(byte)),
+            _ => out.push_str(&format!("\\x{byte:02x}")),
+        }
+    }
+    out.push(quote);
+    out
 }
 
 type Raw = (u16, Vec<(String, String)>, String);
@@ -224,8 +570,8 @@ async fn send_once(request: &Request<'_>, url: &str, body: &str) -> Result<Raw, 
     if let Some(credentials) = request.credentials {
         let headers = sign_headers(
             credentials,
-            request.region,
-            request.service.signing_name(),
+            &request.client.region,
+            request.client.service.signing_name(),
             url,
             &[("content-type", CONTENT_TYPE)],
             body,
@@ -357,30 +703,6 @@ pub(super) fn request_id(doc: &roxmltree::Document<'_>) -> Option<String> {
         .map(super::shapes::text)
 }
 
-/// The error codes botocore's legacy retry mode retries.
-fn is_throttling(code: &str) -> bool {
-    matches!(
-        code,
-        "Throttling"
-            | "ThrottlingException"
-            | "ThrottledException"
-            | "RequestThrottledException"
-            | "TooManyRequestsException"
-            | "ProvisionedThroughputExceededException"
-            | "TransactionInProgressException"
-            | "RequestLimitExceeded"
-            | "BandwidthLimitExceeded"
-            | "LimitExceededException"
-            | "RequestThrottled"
-            | "SlowDown"
-            | "PriorRequestNotComplete"
-            | "EC2ThrottledException"
-            | "RequestTimeout"
-            | "RequestTimeoutException"
-            | "IDPCommunicationError"
-    )
-}
-
 /// A number in [0, 1) for back-off jitter, from the OS's random source (through uuid v4).
 fn jitter() -> f64 {
     let bits = uuid::Uuid::new_v4().as_u64_pair().0 >> 11;
@@ -472,6 +794,201 @@ mod tests {
         assert_eq!(
             form_encode(&pairs),
             "Filter.1.Name=tag%3Aapp%20name&Filter.1.Value.1=a%2Fb%3Dc%2A"
+        );
+    }
+
+    fn policy(pairs: &[(&str, &str)]) -> Result<RetryPolicy, String> {
+        let env = Env::from_pairs(pairs);
+        RetryPolicy::configured(&env, &Profiles::load(&env, None).unwrap())
+    }
+
+    #[test]
+    fn retry_policy_from_environment_then_profile() {
+        let standard = |max_attempts| RetryPolicy {
+            mode: RetryMode::Standard,
+            max_attempts,
+        };
+        assert_eq!(policy(&[]), Ok(standard(3)));
+        assert_eq!(policy(&[("AWS_MAX_ATTEMPTS", " 7 ")]), Ok(standard(7)));
+        assert_eq!(
+            policy(&[("AWS_RETRY_MODE", "legacy")]).map(|p| (p.mode, p.max_attempts)),
+            Ok((RetryMode::Legacy, 5))
+        );
+        assert_eq!(
+            policy(&[("AWS_RETRY_MODE", "adaptive"), ("AWS_MAX_ATTEMPTS", "1")])
+                .map(|p| (p.mode, p.max_attempts)),
+            Ok((RetryMode::Adaptive, 1))
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config");
+        std::fs::write(
+            &config,
+            "[default]\nretry_mode = legacy\nmax_attempts = 2\n[profile odd]\nretry_mode =\n",
+        )
+        .unwrap();
+        let file = ("AWS_CONFIG_FILE", config.to_str().unwrap());
+        assert_eq!(
+            policy(&[file]).map(|p| (p.mode, p.max_attempts)),
+            Ok((RetryMode::Legacy, 2))
+        );
+        assert_eq!(
+            policy(&[
+                file,
+                ("AWS_RETRY_MODE", "standard"),
+                ("AWS_MAX_ATTEMPTS", "4")
+            ]),
+            Ok(standard(4))
+        );
+        // botocore's errors, an empty value included.
+        let err = policy(&[file, ("AWS_PROFILE", "odd")]).unwrap_err();
+        assert!(err.contains("\"mode\": \"\" must be one of"), "{err}");
+        assert_eq!(
+            policy(&[("AWS_MAX_ATTEMPTS", "abc")]),
+            Err("ValueError: invalid literal for int() with base 10: 'abc'".into())
+        );
+        let err = policy(&[("AWS_MAX_ATTEMPTS", "")]).unwrap_err();
+        assert!(err.ends_with("base 10: ''"), "{err}");
+        assert_eq!(
+            policy(&[("AWS_MAX_ATTEMPTS", "0")]),
+            Err(
+                "botocore.exceptions.InvalidMaxRetryAttemptsError: Value provided to \
+                 \"max_attempts\": 0 must be an integer greater than or equal to 1."
+                    .into()
+            )
+        );
+        assert_eq!(
+            policy(&[("AWS_RETRY_MODE", "Standard")]),
+            Err(
+                "botocore.exceptions.InvalidRetryModeError: Invalid value provided to \"mode\": \
+                 \"Standard\" must be one of: ('legacy', 'standard', 'adaptive')"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn what_each_mode_retries() {
+        let standard = policy(&[]).unwrap();
+        let legacy = policy(&[("AWS_RETRY_MODE", "legacy")]).unwrap();
+        let ec2 = |p: RetryPolicy, status, code| p.retryable(Service::Ec2, "X", status, code);
+        for (status, code, by_standard, by_legacy) in [
+            (None, "", true, true),
+            (Some(200), "", false, false),
+            (Some(500), "500", true, true),
+            (Some(503), "RequestLimitExceeded", true, true),
+            (Some(501), "501", false, false),
+            (Some(509), "509", false, true),
+            (Some(429), "Anything", true, true),
+            (Some(400), "Throttling", true, true),
+            (Some(400), "RequestLimitExceeded", true, false),
+            (Some(400), "RequestTimeout", true, false),
+            (Some(400), "InvalidInstanceID.NotFound", false, false),
+            (Some(403), "Throttling", true, false),
+        ] {
+            assert_eq!(
+                ec2(standard, status, code),
+                by_standard,
+                "{status:?} {code}"
+            );
+            assert_eq!(ec2(legacy, status, code), by_legacy, "{status:?} {code}");
+        }
+        let sts = |status, action, code| standard.retryable(Service::Sts, action, status, code);
+        assert!(sts(Some(400), "AssumeRole", "IDPCommunicationError"));
+        assert!(!ec2(standard, Some(400), "IDPCommunicationError"));
+        // A 429 is throttling unless the operation models its code.
+        assert!(sts(Some(429), "AssumeRole", "Whatever"));
+        assert!(!sts(Some(429), "AssumeRole", "RegionDisabledException"));
+        assert!(throttling(Service::Ec2, "X", 503, "EC2ThrottledException"));
+        assert!(!throttling(Service::Ec2, "X", 503, "503"));
+    }
+
+    #[test]
+    fn back_off_bounds() {
+        let standard = policy(&[]).unwrap();
+        let legacy = policy(&[("AWS_RETRY_MODE", "legacy")]).unwrap();
+        for _ in 0..200 {
+            assert!(standard.delay(1, false, None) < 0.05);
+            assert!(standard.delay(3, false, None) < 0.2);
+            assert!(standard.delay(2, true, None) < 2.0);
+            assert!(standard.delay(10, true, None) < 20.0);
+            assert!(legacy.delay(3, false, None) < 4.0);
+            // x-amz-retry-after raises the delay, by 5 s at most.
+            let d = standard.delay(1, false, Some(2.5));
+            assert!((2.5..2.55).contains(&d), "{d}");
+            assert!(standard.delay(1, true, Some(60.0)) < 6.0);
+        }
+        assert!(legacy.delay(70, false, None).is_finite());
+    }
+
+    #[test]
+    fn retry_quota_per_client() {
+        let env = Env::from_pairs(&[]);
+        let profiles = Profiles::load(&env, None).unwrap();
+        let client = Client::new(Service::Ec2, "us-east-1", &env, &profiles).unwrap();
+        let taken = (0..100).take_while(|_| client.acquire(RETRY_COST)).count();
+        assert_eq!(taken, 35, "500 / 14");
+        // 10 left: two throttled retries.
+        assert!(client.acquire(THROTTLING_RETRY_COST));
+        assert!(client.acquire(THROTTLING_RETRY_COST));
+        assert!(!client.acquire(THROTTLING_RETRY_COST));
+        client.release(RETRY_COST);
+        assert!(client.acquire(RETRY_COST));
+        client.release(10_000);
+        assert_eq!(client.quota.load(Ordering::Relaxed), QUOTA);
+    }
+
+    #[test]
+    fn error_answers_as_botocore_parses_them() {
+        let unavailable = Ok(("503".to_owned(), "Service Unavailable".to_owned()));
+        assert_eq!(service_error(503, ""), unavailable);
+        assert_eq!(
+            service_error(503, "\n<html><body>busy</body></html>"),
+            unavailable
+        );
+        assert_eq!(
+            service_error(503, "Service Unavailable"),
+            Err(
+                "botocore.parsers.ResponseParserError: Unable to parse response (syntax \
+                 error: line 1, column 0), invalid XML received. Further retries may \
+                 succeed:\nb'Service Unavailable'"
+                    .into()
+            )
+        );
+        let empty = service_error(429, "").unwrap_err();
+        assert!(
+            empty.contains("(no element found: line 1, column 0)") && empty.ends_with("\nb''"),
+            "{empty}"
+        );
+        let ec2 = "<Response><Errors><Error><Code>RequestLimitExceeded</Code><Message>slow \
+                   down</Message></Error></Errors></Response>";
+        assert_eq!(
+            service_error(503, ec2),
+            Ok(("RequestLimitExceeded".into(), "slow down".into()))
+        );
+        assert_eq!(bytes_repr(b"it's\t\\\x80"), "b\"it's\\t\\\\\\x80\"");
+        assert_eq!(bytes_repr(b"'\""), "b'\\'\"'");
+    }
+
+    #[test]
+    fn metadata_says_when_the_last_attempt_answered() {
+        let answer = Answer {
+            status: 200,
+            headers: vec![],
+            body: String::new(),
+            retries: 2,
+            max_attempts_reached: true,
+        };
+        let meta = answer.metadata(Some("r".into()));
+        let keys: Vec<&String> = meta.as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            [
+                "RequestId",
+                "HTTPStatusCode",
+                "HTTPHeaders",
+                "MaxAttemptsReached",
+                "RetryAttempts"
+            ]
         );
     }
 
