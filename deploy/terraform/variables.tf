@@ -31,7 +31,7 @@ variable "operator_namespace" {
 }
 
 variable "run_namespace" {
-  description = "The default run namespace (spec.namespace), created here so that experiment ConfigMaps and settings Secrets can go in before the first run."
+  description = "The run namespace created here, so that experiment ConfigMaps and settings Secrets can go in before the first run. Experiments without spec.namespace run in chaostoolkit-run (the operator's default, as upstream's): set spec.namespace when you change this."
   type        = string
   default     = "chaostoolkit-run"
 }
