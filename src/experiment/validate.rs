@@ -561,7 +561,8 @@ fn check_activity_inner(activity: &Value, path: &str, report: &mut Report) {
                 let module = python::to_str(&provider["module"]);
                 let func = python::to_str(&provider["func"]);
                 if let Some(params) = crate::extensions::parameters(&module, &func) {
-                    bind_native(report, &provider_path, provider, &func, &params);
+                    let passed = crate::extensions::passed_by_chaos(&module, &func);
+                    bind_native(report, &provider_path, provider, &func, &params, passed);
                 } else {
                     report.warnings.push(format!(
                         "{path}: activity '{name}' calls {module}.{func} through the Python \
@@ -763,12 +764,15 @@ fn check_controls(doc: &Map<String, Value>, report: &mut Report) {
 
 /// Binds a native function's arguments as chaos binds them while validating with the
 /// extension installed, with its messages (which name the function where they say "activity").
+/// `passed` are the parameters among `configuration` and `secrets` the function has: chaos
+/// fills them in before binding, so only those may also be in `arguments`.
 fn bind_native(
     report: &mut Report,
     provider_path: &str,
     provider: &Map<String, Value>,
     func: &str,
     params: &[(&'static str, bool)],
+    passed: &[&str],
 ) {
     let arguments = provider.get("arguments").and_then(Value::as_object);
     let known = params
@@ -777,7 +781,7 @@ fn bind_native(
         .collect::<Vec<_>>()
         .join(", ");
     for arg in arguments.into_iter().flat_map(Map::keys) {
-        if arg != "configuration" && arg != "secrets" && !params.iter().any(|(p, _)| p == arg) {
+        if !passed.contains(&arg.as_str()) && !params.iter().any(|(p, _)| p == arg) {
             report.problem_with(
                 format!("{provider_path}.arguments.{arg}"),
                 format!(
@@ -965,9 +969,20 @@ mod tests {
                 "method[0].provider.arguments: required argument label_selector is missing from activity 'pods_in_phase'",
             ]
         );
+        // chaosk8s' pod functions take `secrets` but not `configuration`.
+        doc["method"][0]["provider"] = json!({"type": "python",
+            "module": "chaosk8s.pod.probes", "func": "count_pods",
+            "arguments": {"label_selector": "a", "secrets": {}, "configuration": {}}});
+        assert_eq!(
+            check(doc.clone()),
+            [
+                "method[0].provider.arguments.configuration: argument configuration is not part of the function signature in activity 'count_pods'",
+            ]
+        );
+        // chaosaws' EC2 functions take both.
         doc["method"][0]["provider"] = json!({"type": "python",
             "module": "chaosaws.ec2.probes", "func": "describe_instances",
-            "arguments": {"filters": []}});
+            "arguments": {"filters": [], "secrets": {}, "configuration": {}}});
         assert!(check(doc).is_empty());
     }
 

@@ -43,6 +43,30 @@ pub struct Call<'a> {
     pub env: &'a BTreeMap<String, String>,
 }
 
+impl Call<'_> {
+    /// What chaos passes the function as `secrets` (for a function that takes them): the
+    /// provider's secrets when it declares some (they replace a `secrets` argument), else the
+    /// activity's `secrets` argument, as given, else `None`.
+    ///
+    /// # Errors
+    ///
+    /// A truthy `secrets` argument that is not a mapping: the Python functions call its
+    /// `.get`, which fails.
+    pub fn passed_secrets(&self) -> Result<Option<&Map<String, Value>>, String> {
+        if self.secrets_declared {
+            return Ok(Some(self.secrets));
+        }
+        match self.arguments.get("secrets") {
+            Some(Value::Object(secrets)) => Ok(Some(secrets)),
+            Some(other) if crate::python::truthy(other) => Err(format!(
+                "AttributeError: '{}' object has no attribute 'get'",
+                crate::python::type_name(other)
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// Whether `module.func` is implemented natively (validation says so instead of warning).
 pub fn is_native(module: &str, func: &str) -> bool {
     k8s::handles(module, func) || aws::handles(module, func)
@@ -57,6 +81,21 @@ pub fn parameters(module: &str, func: &str) -> Option<Vec<(&'static str, bool)>>
         return Some(params.iter().map(|p| (*p, required.contains(p))).collect());
     }
     aws::parameters(module, func).map(<[_]>::to_vec)
+}
+
+/// Which of `configuration` and `secrets` a native function's signature has: chaos passes
+/// those itself, so they may also appear in `arguments` (chaos replaces `configuration`, and
+/// `secrets` when the provider declares some); the other one is an unexpected argument, as
+/// with any name the function does not take. Empty for a bridged function.
+pub fn passed_by_chaos(module: &str, func: &str) -> &'static [&'static str] {
+    if k8s::handles(module, func) {
+        k8s::PASSED_BY_CHAOS
+    } else if aws::handles(module, func) {
+        // Every chaostoolkit-aws EC2 function ends with `configuration=None, secrets=None`.
+        &["configuration", "secrets"]
+    } else {
+        &[]
+    }
 }
 
 /// Calls the function: natively when it is one of ours, through the bridge otherwise.

@@ -92,12 +92,9 @@ impl<'a> Session<'a> {
             region,
             profiles,
             ec2,
-            // chaos passes `secrets` to the function only when the provider declares some.
-            secrets: if call.secrets_declared {
-                call.secrets
-            } else {
-                &NO_SECRETS
-            },
+            // chaos passes `secrets` to the function only when the provider declares some;
+            // otherwise a `secrets` argument is what the function gets.
+            secrets: call.passed_secrets()?.unwrap_or(&NO_SECRETS),
             configuration,
             credentials: None,
         })
