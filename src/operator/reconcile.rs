@@ -324,14 +324,7 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
                 let message = format!(
                     "No schedule any more: not run. Set the annotation {RERUN_ANNOTATION} to run it once."
                 );
-                if before.message.as_ref() != Some(&message) {
-                    let status = ChaosToolkitExperimentStatus {
-                        message: Some(message),
-                        observed_generation: ctk.meta().generation,
-                        ..before.clone()
-                    };
-                    save_status(ctk, ctx, &status).await?;
-                }
+                say(ctk, ctx, &before, message).await?;
             }
             // Done; spec changes do not rerun it (see the module header).
             return Ok(Action::await_change());
@@ -384,14 +377,7 @@ async fn apply(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> {
                 "Run by the previous (kopf) operator; its pod {}/{pod_name} is gone, so its outcome is unknown. Set the annotation {RERUN_ANNOTATION} to run it again.",
                 names.namespace
             );
-            if before.message.as_ref() != Some(&message) {
-                let status = ChaosToolkitExperimentStatus {
-                    message: Some(message),
-                    observed_generation: ctk.meta().generation,
-                    ..before.clone()
-                };
-                save_status(ctk, ctx, &status).await?;
-            }
+            say(ctk, ctx, &before, message).await?;
             return Ok(Action::await_change());
         }
         None => {
@@ -731,6 +717,25 @@ async fn publish(
         }
     }
     Ok(())
+}
+
+/// Puts `message` in the status of an experiment that waits on the user (nothing else
+/// changes), unless it is there already.
+async fn say(
+    ctk: &ChaosToolkitExperiment,
+    ctx: &Context,
+    before: &ChaosToolkitExperimentStatus,
+    message: String,
+) -> Result<()> {
+    if before.message.as_ref() == Some(&message) {
+        return Ok(());
+    }
+    let status = ChaosToolkitExperimentStatus {
+        message: Some(message),
+        observed_generation: ctk.meta().generation,
+        ..before.clone()
+    };
+    save_status(ctk, ctx, &status).await
 }
 
 /// Merge-patches the whole status, with nulls for what is gone (a rerun clears the verdict).
