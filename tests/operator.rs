@@ -806,6 +806,41 @@ fn a_runner_image_of_the_users_gets_chaosflow_and_the_sidecar_stays_ours() {
     assert_valid_kubernetes(&[pod]);
 }
 
+/// A resource name may be longer than a label value: the pod's label holds a shortened name,
+/// an annotation the whole one, and the run's end still reaches the experiment's status.
+#[test]
+fn an_experiment_with_a_long_name_runs_to_its_verdict() {
+    let server = server_with_crd();
+    let operator = Operator::start(&server, &["--namespace", "chaostoolkit-crd"]);
+    let name = format!("hello-world-{}", "with-a-very-long-name-".repeat(4));
+    let name = name.trim_end_matches('-').to_string();
+    assert!(name.len() > 63, "{}", name.len());
+    let mut long = example_experiment();
+    long["metadata"]["name"] = json!(name);
+    server.apply(long).unwrap();
+    let pod_name = format!("chaostoolkit-{}", suffix(&server, &name));
+    let pod = wait_for("the runner pod", &operator, || {
+        server.get("v1", "Pod", "chaostoolkit-run", &pod_name)
+    });
+    let label = pod["metadata"]["labels"]["chaostoolkit.org/experiment"]
+        .as_str()
+        .unwrap();
+    assert!(
+        label.len() <= 63 && name.starts_with(&label[..40]),
+        "{label}"
+    );
+    assert_eq!(
+        pod["metadata"]["annotations"]["chaostoolkit.org/experiment"],
+        name.as_str()
+    );
+    assert_valid_kubernetes(&[pod]);
+    let message = termination_message(&support::repo().join("experiments/hello-world.yaml"));
+    finish_pod(&server, "chaostoolkit-run", &pod_name, 0, &message);
+    wait_for("the verdict", &operator, || {
+        (status(&server, &name)["verdict"] == "completed").then_some(())
+    });
+}
+
 /// A schedule becomes a CronJob; each job's pod that ends is recorded in `lastRuns`.
 #[test]
 fn a_scheduled_experiment_becomes_a_cron_job_and_records_its_runs() {

@@ -35,7 +35,8 @@ use crd::ChaosToolkitExperiment;
 use metrics::Metrics;
 use reconcile::Context;
 use resources::{
-    Defaults, LABEL_EXPERIMENT, LABEL_EXPERIMENT_NAMESPACE, LABEL_MANAGED_BY, MANAGER,
+    ANNOTATION_EXPERIMENT, Defaults, LABEL_EXPERIMENT, LABEL_EXPERIMENT_NAMESPACE,
+    LABEL_MANAGED_BY, MANAGER,
 };
 
 /// The CRD the operator needs.
@@ -140,7 +141,10 @@ async fn operate(options: &Options) -> anyhow::Result<()> {
         .with_config(ControllerConfig::default().concurrency(16))
         .watches_stream(pod_changes, |pod| {
             let labels = pod.labels();
-            let name = labels.get(LABEL_EXPERIMENT)?;
+            let name = pod
+                .annotations()
+                .get(ANNOTATION_EXPERIMENT)
+                .or_else(|| labels.get(LABEL_EXPERIMENT))?;
             let namespace = labels.get(LABEL_EXPERIMENT_NAMESPACE)?;
             Some(ObjectRef::<ChaosToolkitExperiment>::new(name).within(namespace))
         })

@@ -105,11 +105,17 @@ pub fn observe(pod: &Pod) -> Observation {
 /// store: the spec, managed fields and the rest of the status would be most of its memory.
 pub fn slim(pod: &mut Pod) {
     let meta = std::mem::take(&mut pod.metadata);
+    // Of the annotations, only the one that names a long-named experiment.
+    let annotations = meta.annotations.and_then(|mut all| {
+        let name = all.remove(super::resources::ANNOTATION_EXPERIMENT)?;
+        Some([(super::resources::ANNOTATION_EXPERIMENT.to_string(), name)].into())
+    });
     pod.metadata = ObjectMeta {
         name: meta.name,
         namespace: meta.namespace,
         uid: meta.uid,
         labels: meta.labels,
+        annotations,
         resource_version: meta.resource_version,
         creation_timestamp: meta.creation_timestamp,
         deletion_timestamp: meta.deletion_timestamp,

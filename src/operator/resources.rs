@@ -33,8 +33,13 @@ use super::crd::{ChaosToolkitExperiment, PodEnv};
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Value of [`LABEL_MANAGED_BY`].
 pub const MANAGER: &str = "chaosflow";
-/// The experiment's name.
+/// The experiment's name (shortened when it is longer than a label value may be: see
+/// [`ANNOTATION_EXPERIMENT`]).
 pub const LABEL_EXPERIMENT: &str = "chaostoolkit.org/experiment";
+/// The experiment's whole name, on runner pods whose [`LABEL_EXPERIMENT`] had to be shortened
+/// (a resource name may have 253 characters, a label value 63): the operator maps a pod's
+/// changes to its experiment by it.
+pub const ANNOTATION_EXPERIMENT: &str = "chaostoolkit.org/experiment";
 /// The experiment's namespace (runs may live in another one).
 pub const LABEL_EXPERIMENT_NAMESPACE: &str = "chaostoolkit.org/experiment-namespace";
 /// The experiment's uid: tells apart a deleted experiment's leftovers from a new one's.
@@ -158,7 +163,7 @@ pub fn labels(ctk: &ChaosToolkitExperiment) -> BTreeMap<String, String> {
         ("app".into(), "chaostoolkit".into()),
         ("app.kubernetes.io/name".into(), "chaostoolkit".into()),
         (LABEL_MANAGED_BY.into(), MANAGER.into()),
-        (LABEL_EXPERIMENT.into(), ctk.name_any()),
+        (LABEL_EXPERIMENT.into(), label_value(&ctk.name_any())),
         (
             LABEL_EXPERIMENT_NAMESPACE.into(),
             ctk.namespace().unwrap_or_default(),
@@ -168,6 +173,26 @@ pub fn labels(ctk: &ChaosToolkitExperiment) -> BTreeMap<String, String> {
             ctk.uid().unwrap_or_default().to_string(),
         ),
     ])
+}
+
+/// `text` as a label value: itself when it fits in 63 characters, else its start and a hash
+/// of the whole (a resource name is a DNS subdomain, so what is left is a valid value).
+pub fn label_value(text: &str) -> String {
+    if text.len() <= 63 {
+        return text.to_string();
+    }
+    let start = text[..52].trim_end_matches(['-', '.']);
+    format!("{start}-{}", suffix(text))
+}
+
+/// A runner pod's annotations: the experiment's name when its label could not hold it.
+fn pod_annotations(ctk: &ChaosToolkitExperiment) -> BTreeMap<String, String> {
+    let name = ctk.name_any();
+    let mut annotations = BTreeMap::new();
+    if label_value(&name) != name {
+        annotations.insert(ANNOTATION_EXPERIMENT.to_string(), name);
+    }
+    annotations
 }
 
 /// A runner pod's labels: upstream copies the experiment's labels onto it; the operator's own
@@ -272,6 +297,7 @@ pub fn pod(
         "spec": pod_spec(ctk, names, defaults)?,
     });
     pod["metadata"]["labels"] = json!(pod_labels(ctk));
+    pod["metadata"]["annotations"] = json!(pod_annotations(ctk));
     serde_json::from_value(pod).map_err(|e| BadTemplate(e.to_string()))
 }
 
@@ -309,7 +335,7 @@ pub fn cron_job(
                 "spec": {
                     "backoffLimit": 0,
                     "template": {
-                        "metadata": {"labels": pod_labels},
+                        "metadata": {"labels": pod_labels, "annotations": pod_annotations(ctk)},
                         "spec": pod_spec(ctk, names, defaults)?,
                     },
                 },
@@ -738,6 +764,21 @@ mod tests {
         );
         // Same namespace as the experiment: owned, so deleting it collects the pod.
         assert_eq!(pod["metadata"]["ownerReferences"][0]["name"], "hello");
+    }
+
+    #[test]
+    fn long_names_fit_in_labels() {
+        assert_eq!(label_value("hello-world"), "hello-world");
+        let long = "a".repeat(70);
+        let value = label_value(&long);
+        assert_eq!(value, format!("{}-{}", "a".repeat(52), suffix(&long)));
+        assert_eq!(value.len(), 63);
+        // Never ends its start with a separator.
+        let dotted = format!("{}.{}", "a".repeat(51), "b".repeat(20));
+        assert_eq!(
+            label_value(&dotted),
+            format!("{}-{}", "a".repeat(51), suffix(&dotted))
+        );
     }
 
     /// Upstream's custom-image example: an image with `chaos` and extensions, no chaosflow.
