@@ -371,13 +371,17 @@ fn outputs_chaos_cannot_write_become_the_closest_json() {
 }
 
 /// The activities of a run share one Python, as in `chaos`: a module keeps its state from one
-/// activity to the next, a background activity meets a later one, and the method's activities
-/// run on the main thread.
+/// activity to the next, a background activity meets a later one, the method's activities run
+/// on the main thread and background ones on threads of their own.
 #[test]
 fn activities_share_one_python_as_in_chaos() {
     let dir = tempfile::tempdir().unwrap();
     let mut waiter = demo("wait-for-gate", "wait_for_gate", json!({"seconds": 10}));
     waiter["background"] = json!(true);
+    // Last: `chaos` logs and journals a background activity when its pool thread starts it,
+    // which may come after the next activity's line; the end of the method waits for it.
+    let mut elsewhere = demo("background-thread", "on_main_thread", json!({}));
+    elsewhere["background"] = json!(true);
     let source = write(
         dir.path(),
         "shared.json",
@@ -388,6 +392,7 @@ fn activities_share_one_python_as_in_chaos() {
             demo("open-gate", "open_gate", json!({})),
             demo("count-3", "counter", json!({})),
             demo("main-thread", "on_main_thread", json!({})),
+            elsewhere,
         ]}),
     );
     let (chaos, flow) = both(&["run", "--no-validation", &source]);
@@ -405,7 +410,9 @@ fn activities_share_one_python_as_in_chaos() {
         true,
         "the gate opened while it waited"
     );
+    // The method on the main thread, after a background activity too; background elsewhere.
     assert_eq!(output("main-thread"), true);
+    assert_eq!(output("background-thread"), false);
     // Not 10 s: the background activity returned as soon as the gate opened.
     let duration = j["duration"].as_f64().unwrap();
     assert!(duration < 5.0, "{duration} s");

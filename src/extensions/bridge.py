@@ -4,7 +4,7 @@ serves a whole run, as one `chaos` process does: modules are imported once and k
 state from one activity to the next.
 
 Requests, JSON lines on stdin:
-    {"id", "activity", "module", "func", "arguments", "configuration", "secrets"}
+    {"id", "main", "activity", "module", "func", "arguments", "configuration", "secrets"}
     (`secrets` is null when the provider declares none: the function then never gets them).
 Replies, JSON lines on the original stdout, which nothing else writes to:
     {"log": <levelno>, "message": "..."}  a record of the `chaostoolkit` logger, as it happens;
@@ -15,10 +15,11 @@ and for each request exactly one of (with its "id")
     {"no_function": true}                  the module has no such attribute.
 The end of stdin (chaosflow is done, or gone) ends the bridge at once.
 
-A call runs on the main thread, as `chaos` runs the method's activities (some libraries only
-work there: signal handlers, asyncio's default loop); calls that come while it is busy
-(background activities, the hypothesis checked during the method) run on threads of their
-own, as `chaos` runs those on its thread pools.
+A call with "main" true runs on the main thread, as `chaos` runs the method's activities, the
+rollbacks and the configuration's probes (some libraries only work there: signal handlers,
+asyncio's default loop), one after the other; the others (background activities, the
+hypothesis checked during the method) run on threads of their own, as `chaos` runs those on
+its thread pools.
 """
 
 import importlib
@@ -170,13 +171,12 @@ def serve(request):
 
 
 main_calls = queue.Queue()
-main_busy = threading.Lock()  # held from a call's hand-over to the main thread to its reply
 
 
 def read_requests():
     for line in sys.stdin.buffer:
         request = json.loads(line)
-        if main_busy.acquire(blocking=False):
+        if request["main"]:
             main_calls.put(request)
         else:
             threading.Thread(target=serve, args=(request,), daemon=True).start()
@@ -189,4 +189,3 @@ def read_requests():
 threading.Thread(target=read_requests, daemon=True).start()
 while True:
     serve(main_calls.get())
-    main_busy.release()

@@ -7,8 +7,9 @@
 //!
 //! One bridge process serves the whole run, started by its first bridged call, as one `chaos`
 //! process does: Python starts and each module is imported once, a module keeps its state from
-//! one activity to the next, and concurrent calls (background activities, the hypothesis
-//! checked during the method) run on threads as they do in `chaos`. A call that is cancelled
+//! one activity to the next, and the calls `chaos` makes off its main thread (background
+//! activities, the hypothesis checked during the method: see [`off_main_thread`]) run on
+//! threads of their own, the others on the bridge's main thread. A call that is cancelled
 //! (a signal interrupting the run) kills the bridge, since a Python thread cannot be stopped
 //! from outside: the next call starts a new one.
 //!
@@ -111,6 +112,7 @@ pub async fn call(call: &Call<'_>) -> Result<Value, String> {
     let python = python(call)?;
     let shown = python.display();
     let mut request = json!({
+        "main": !OFF_MAIN_THREAD.try_with(|off| *off).unwrap_or(false),
         "activity": call.activity,
         "module": call.module,
         "func": call.func,
@@ -156,6 +158,21 @@ pub async fn call(call: &Call<'_>) -> Result<Value, String> {
         "The python module '{}' does not expose a function called '{}' in activity '{}'",
         call.module, call.func, call.activity
     ))
+}
+
+tokio::task_local! {
+    /// Set for the work `chaos` runs off its main thread.
+    static OFF_MAIN_THREAD: bool;
+}
+
+/// Runs `work` as `chaos` runs background activities and the hypothesis checked during the
+/// method: on threads of their own, so their bridged calls do too. Every other call runs on
+/// the bridge's main thread, as the method, rollbacks and configuration do in `chaos` (some
+/// libraries only work there: signal handlers, asyncio's default loop).
+pub fn off_main_thread<F: std::future::Future>(
+    work: F,
+) -> impl std::future::Future<Output = F::Output> {
+    OFF_MAIN_THREAD.scope(true, work)
 }
 
 /// A reply: the JSON object the script sent for one call.

@@ -656,9 +656,10 @@ async fn main_phase(
         let loop_ctx = ctx.clone();
         let frequency = options.hypothesis_frequency;
         let fail_fast = options.fail_fast;
-        let handle = tokio::spawn(async move {
+        // On a thread of its own in chaos.
+        let handle = tokio::spawn(crate::extensions::bridge::off_main_thread(async move {
             during_loop(loop_ctx, frequency, fail_fast, during_stopped).await;
-        });
+        }));
         ctx.lock().during = Some(handle);
     }
 
@@ -792,7 +793,8 @@ async fn start_background(
 ) {
     let (started, has_started) = oneshot::channel();
     let task_ctx = ctx.clone();
-    let handle = tokio::spawn(async move {
+    // chaos runs it on a thread pool; the method goes on on its main thread.
+    let handle = tokio::spawn(crate::extensions::bridge::off_main_thread(async move {
         let entry = match section {
             "method" => task_ctx.experiment.method().get(index),
             _ => task_ctx.experiment.rollbacks().get(index),
@@ -807,7 +809,7 @@ async fn start_background(
                 abort.error
             );
         }
-    });
+    }));
     ctx.lock().background.push(handle);
     let _ = has_started.await;
 }
