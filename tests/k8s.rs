@@ -58,6 +58,16 @@ fn run(dir: &Path, experiment: &Path, env: &[(&str, &str)]) -> Outcome {
     run.run()
 }
 
+/// `chaosflow run --no-validation` against the cluster of `dir`: what the call itself does
+/// with arguments validation would refuse.
+fn run_unvalidated(dir: &Path, experiment: &Path) -> Outcome {
+    Run::chaosflow()
+        .args(["run", "--no-validation"])
+        .args([experiment.display().to_string()])
+        .env("KUBECONFIG", &dir.join("kubeconfig").display().to_string())
+        .run()
+}
+
 /// The demo experiment: the service answers, the front-end pods run, one is terminated.
 #[test]
 fn kill_pods_with_label_terminates_one_selected_pod() {
@@ -291,14 +301,7 @@ fn pod_probes_report_phases_and_counts() {
         "{}",
         refused.stderr
     );
-    let unvalidated = Run::chaosflow()
-        .args(["run", "--no-validation"])
-        .args([experiment.display().to_string()])
-        .env(
-            "KUBECONFIG",
-            &dir.path().join("kubeconfig").display().to_string(),
-        )
-        .run();
+    let unvalidated = run_unvalidated(dir.path(), &experiment);
     let item = &unvalidated.journal()["run"][0];
     assert!(
         item["exception"][0]
@@ -579,14 +582,7 @@ fn secrets_and_configuration_arguments_bind_as_chaos_binds_them() {
         "{}",
         refused.stderr
     );
-    let unvalidated = Run::chaosflow()
-        .args(["run", "--no-validation"])
-        .args([configured.display().to_string()])
-        .env(
-            "KUBECONFIG",
-            &dir.path().join("kubeconfig").display().to_string(),
-        )
-        .run();
+    let unvalidated = run_unvalidated(dir.path(), &configured);
     assert_eq!(
         failure(&unvalidated.journal()["run"][0]),
         "TypeError: count_pods() got an unexpected keyword argument 'configuration'"

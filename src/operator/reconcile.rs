@@ -886,18 +886,12 @@ async fn retire_cron_jobs(
     keep: Option<(&str, &str)>,
 ) -> Result<()> {
     let all: Api<CronJob> = Api::all(ctx.client.clone());
-    for (namespace, name) in list_everywhere(&all, &resources::selector(ctk)).await? {
-        if keep == Some((namespace.as_str(), name.as_str())) {
-            continue;
-        }
-        let api = Api::<CronJob>::namespaced(ctx.client.clone(), &namespace);
-        match api.delete(&name, &DeleteParams::orphan()).await {
-            Ok(_) => {
-                tracing::info!("Deleted CronJob {namespace}/{name}: the spec no longer asks for it")
-            }
-            Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(kube_error(format!("delete CronJob {namespace}/{name}"))(e)),
-        }
+    let kept = |namespace: &str, name: &str| keep == Some((namespace, name));
+    let selector = resources::selector(ctk);
+    for (namespace, name) in
+        delete_everywhere(&all, &selector, kept, &DeleteParams::orphan()).await?
+    {
+        tracing::info!("Deleted CronJob {namespace}/{name}: the spec no longer asks for it");
     }
     Ok(())
 }
@@ -906,26 +900,14 @@ async fn retire_cron_jobs(
 /// outside `keep`. By label, so a user's own Role named in the spec is never touched.
 async fn revoke_grants(ctk: &ChaosToolkitExperiment, ctx: &Context, keep: &[&str]) -> Result<()> {
     let selector = resources::selector(ctk);
-    let stale = |listed: Vec<(String, String)>| {
-        listed
-            .into_iter()
-            .filter(|(namespace, _)| !keep.contains(&namespace.as_str()))
-            .collect::<Vec<_>>()
-    };
+    let kept = |namespace: &str, _: &str| keep.contains(&namespace);
+    let background = DeleteParams::background();
     let bindings: Api<RoleBinding> = Api::all(ctx.client.clone());
-    for (namespace, name) in stale(list_everywhere(&bindings, &selector).await?) {
-        let api = Api::<RoleBinding>::namespaced(ctx.client.clone(), &namespace);
-        delete(&api, &name).await?;
+    for (namespace, name) in delete_everywhere(&bindings, &selector, kept, &background).await? {
         tracing::info!("Revoked RoleBinding {namespace}/{name}");
     }
     let roles: Api<Role> = Api::all(ctx.client.clone());
-    for (namespace, name) in stale(list_everywhere(&roles, &selector).await?) {
-        delete(
-            &Api::<Role>::namespaced(ctx.client.clone(), &namespace),
-            &name,
-        )
-        .await?;
-    }
+    delete_everywhere(&roles, &selector, kept, &background).await?;
     Ok(())
 }
 
@@ -1001,18 +983,44 @@ async fn cleanup(ctk: &ChaosToolkitExperiment, ctx: &Context) -> Result<Action> 
     // Role named in the spec, ConfigMaps, Secrets) carry no such label.
     let client = &ctx.client;
     let selector = resources::selector(ctk);
+    let (none, background) = (|_: &str, _: &str| false, DeleteParams::background());
     // CronJobs first, so that they start no job while the rest goes.
-    delete_everywhere(&Api::<CronJob>::all(client.clone()), &selector).await?;
-    delete_everywhere(&Api::<Job>::all(client.clone()), &selector).await?;
-    delete_everywhere(&Api::<Pod>::all(client.clone()), &selector).await?;
+    delete_everywhere(
+        &Api::<CronJob>::all(client.clone()),
+        &selector,
+        none,
+        &background,
+    )
+    .await?;
+    delete_everywhere(
+        &Api::<Job>::all(client.clone()),
+        &selector,
+        none,
+        &background,
+    )
+    .await?;
+    delete_everywhere(
+        &Api::<Pod>::all(client.clone()),
+        &selector,
+        none,
+        &background,
+    )
+    .await?;
     revoke_grants(ctk, ctx, &[]).await?;
-    delete_everywhere(&Api::<ServiceAccount>::all(client.clone()), &selector).await?;
+    let accounts = Api::<ServiceAccount>::all(client.clone());
+    delete_everywhere(&accounts, &selector, none, &background).await?;
     tracing::info!(experiment = %name, "Deleted; its run objects are cleaned up.");
     Ok(Action::await_change())
 }
 
-/// Deletes every object of `all`'s kind matching `selector`, in every namespace.
-async fn delete_everywhere<K>(all: &Api<K>, selector: &str) -> Result<()>
+/// Deletes every object of `all`'s kind matching `selector`, in every namespace, but those
+/// `kept` (namespace, name); returns what it deleted.
+async fn delete_everywhere<K>(
+    all: &Api<K>,
+    selector: &str,
+    kept: impl Fn(&str, &str) -> bool,
+    params: &DeleteParams,
+) -> Result<Vec<(String, String)>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -1020,14 +1028,13 @@ where
         + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    for (namespace, name) in list_everywhere(all, selector).await? {
-        delete(
-            &Api::<K>::namespaced(all.clone().into_client(), &namespace),
-            &name,
-        )
-        .await?;
+    let mut deleted = list_everywhere(all, selector).await?;
+    deleted.retain(|(namespace, name)| !kept(namespace, name));
+    for (namespace, name) in &deleted {
+        let api = Api::<K>::namespaced(all.clone().into_client(), namespace);
+        delete_with(&api, name, params).await?;
     }
-    Ok(())
+    Ok(deleted)
 }
 
 /// (namespace, name) of every object matching `selector` in `api`'s scope (all namespaces for
@@ -1056,7 +1063,16 @@ where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     K::DynamicType: Default,
 {
-    match api.delete(name, &DeleteParams::background()).await {
+    delete_with(api, name, &DeleteParams::background()).await
+}
+
+/// Deletes `name` with `params`; gone already is done.
+async fn delete_with<K>(api: &Api<K>, name: &str, params: &DeleteParams) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match api.delete(name, params).await {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 404) => Ok(()),
         Err(e) => Err(kube_error(format!(
